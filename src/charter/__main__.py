@@ -1,0 +1,3 @@
+from charter.cli import main
+
+main()

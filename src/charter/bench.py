@@ -1,0 +1,139 @@
+"""Speed benchmarks, always against baselines measured in the same process and run.
+
+`bench_generate` times three ways of producing the same number of tokens from one loaded model:
+(a) charter's `generate` stage (sorting, batching, writing JSONL), (b) the raw `model.generate`
+call at the same batch size and lengths, and (c) a naive loop calling `model.generate` for one
+prompt at a time. Every sequence is forced to exactly `max_new_tokens` new tokens
+(`min_new_tokens == max_new_tokens`), so the three count the same work.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from charter.data import load_prompts
+from charter.errors import CharterError
+from charter.generate import generate_answers
+from charter.records import PromptRecord, Sampling
+from charter.runs import JsonlWriter
+
+
+def bench_prompts(n: int) -> list[PromptRecord]:
+    """`n` prompts cycled from the builtin demo set, each with its own id."""
+    base = load_prompts("demo")
+    return [base[i % len(base)].model_copy(update={"id": f"bench-{i}"}) for i in range(n)]
+
+
+def bench_generate(
+    backend_spec: str = "embedded",
+    *,
+    n: int = 32,
+    max_new_tokens: int = 64,
+    batch_size: int = 32,
+    temperature: float = 0.7,
+    seed: int = 0,
+) -> dict[str, Any]:
+    import torch
+
+    from charter.backends import check_spec, load_backend
+    from charter.backends.hf import HFBackend
+
+    if check_spec(backend_spec)[0] not in ("embedded", "hf"):
+        raise CharterError("bench generate needs a transformers backend (embedded or hf:PATH)")
+    backend = load_backend(backend_spec, batch_size=batch_size)
+    if not isinstance(backend, HFBackend):
+        raise CharterError("bench generate needs a transformers backend (embedded or hf:PATH)")
+    prompts = bench_prompts(n)
+    chats = [p.chat() for p in prompts]
+    sampling = Sampling(
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+    )
+    kwargs = backend.generation_kwargs(sampling)
+    model, tok = backend.model, backend.tokenizer
+    backend.generate(
+        chats[: min(2, n)], Sampling(max_new_tokens=4, temperature=temperature)
+    )  # warm-up
+
+    # (a) charter's generate stage, records written to a scratch folder as in a real run.
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = JsonlWriter(Path(tmp) / "generations.jsonl")
+        t0 = time.perf_counter()
+        summary = generate_answers(
+            prompts, backend, sampling, writer, batch_size=batch_size, progress=False
+        )
+        charter_s = time.perf_counter() - t0
+    charter_tokens = summary.completion_tokens
+
+    # (b) raw model.generate over the same batches, in the given order, tokenizer-padded.
+    texts = [backend.render(c) for c in chats]
+    tok.padding_side = "left"
+    raw_tokens = 0
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    for start in range(0, n, batch_size):
+        enc = tok(
+            texts[start : start + batch_size],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+        ).to(backend.device)
+        with torch.inference_mode():
+            out = model.generate(**enc, **kwargs)
+        raw_tokens += _new_tokens(out[:, enc["input_ids"].shape[1] :].tolist(), backend.eos_ids)
+    raw_s = time.perf_counter() - t0
+
+    # (c) the naive loop: one prompt per model.generate call.
+    naive_tokens = 0
+    t0 = time.perf_counter()
+    for text in texts:
+        enc = tok([text], return_tensors="pt", add_special_tokens=False).to(backend.device)
+        with torch.inference_mode():
+            out = model.generate(**enc, **kwargs)
+        naive_tokens += _new_tokens(out[:, enc["input_ids"].shape[1] :].tolist(), backend.eos_ids)
+    naive_s = time.perf_counter() - t0
+
+    a, b, c = charter_tokens / charter_s, raw_tokens / raw_s, naive_tokens / naive_s
+    return {
+        "backend": backend.spec,
+        "n": n,
+        "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "charter_tokens_per_s": round(a, 2),
+        "raw_tokens_per_s": round(b, 2),
+        "naive_tokens_per_s": round(c, 2),
+        "ratio_charter_raw": round(a / b, 3),
+        "ratio_charter_naive": round(a / c, 3),
+        "tokens": {"charter": charter_tokens, "raw": raw_tokens, "naive": naive_tokens},
+        "seconds": {
+            "charter": round(charter_s, 3),
+            "raw": round(raw_s, 3),
+            "naive": round(naive_s, 3),
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": backend.device,
+            "torch": torch.__version__,
+        },
+    }
+
+
+def _new_tokens(rows: list[list[int]], eos_ids: list[int]) -> int:
+    """Generated tokens per row up to and including the first end-of-text (as charter counts)."""
+    eos = set(eos_ids)
+    total = 0
+    for row in rows:
+        cut = next((j for j, t in enumerate(row) if t in eos), None)
+        total += len(row) if cut is None else cut + 1
+    return total

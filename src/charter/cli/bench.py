@@ -1,0 +1,57 @@
+"""`charter bench`: speed, always against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.group()
+def bench() -> None:
+    """Speed benchmarks (each against baselines measured in the same process)."""
+
+
+@bench.command("generate")
+@click.option("--backend", "backend_spec", default="embedded", show_default=True)
+@click.option("--n", type=click.IntRange(min=1), default=32, show_default=True, help="Prompts.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.7, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_generate_cmd(
+    backend_spec: str,
+    n: int,
+    max_new_tokens: int,
+    batch_size: int,
+    temperature: float,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Tokens/s of (a) charter's generate path, (b) raw model.generate at the same batch size,
+    (c) a naive one-prompt-at-a-time loop, with the ratios a/b and a/c."""
+    from charter.bench import bench_generate
+
+    result = bench_generate(
+        backend_spec,
+        n=n,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        temperature=temperature,
+        seed=seed,
+    )
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    m = result["machine"]
+    click.echo(
+        f"bench generate: {result['backend']}, {n} prompts, {max_new_tokens} new tokens each, "
+        f"batch {batch_size}, on {m['device']} ({m['cpus']} cpus, {m['torch_threads']} threads)"
+    )
+    click.echo(f"  (a) charter generate   {result['charter_tokens_per_s']:8.1f} tokens/s")
+    click.echo(f"  (b) raw model.generate {result['raw_tokens_per_s']:8.1f} tokens/s")
+    click.echo(f"  (c) naive one-by-one   {result['naive_tokens_per_s']:8.1f} tokens/s")
+    click.echo(
+        f"  a/b = {result['ratio_charter_raw']:.3f}   a/c = {result['ratio_charter_naive']:.2f}"
+    )

@@ -1,0 +1,125 @@
+"""The typed run configuration: named presets, overlaid by a YAML file, then by `--set key=value`.
+
+Unknown keys are errors that name the key and where it came from; YAML is read with
+`yaml.safe_load`, so a config can never execute code.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from charter.errors import ConfigError
+from charter.records import Sampling, Strict
+
+
+class GenerationConfig(Strict):
+    """The policy model and how it samples."""
+
+    backend: str = Field(
+        "embedded", description="Backend spec: embedded, hf:PATH, openai:URL#MODEL, ..."
+    )
+    backend_options: dict[str, Any] = Field(
+        default_factory=dict, description="Passed to the backend."
+    )
+    batch_size: int = Field(16, ge=1, description="Prompts per batch (and per flush to disk).")
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+
+    def sampling(self, seed: int) -> Sampling:
+        return Sampling(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=seed,
+        )
+
+
+class RunConfig(Strict):
+    """Everything a `charter run` depends on; written resolved to the run folder's config.yaml."""
+
+    name: str = Field("default", description="Run folder name under runs_dir.")
+    runs_dir: str = "runs"
+    seed: int = 0
+    prompts: str = Field("demo", description="A builtin prompt set name or a JSONL file.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N prompts.")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Minutes on a laptop CPU: the builtin demo prompts, short answers.
+    "quick": {"name": "quick", "generation": {"max_new_tokens": 64, "batch_size": 8}},
+    "default": {"name": "default", "generation": {"max_new_tokens": 256, "batch_size": 16}},
+}
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`overlay` on top of `base`, recursing into mappings.
+
+    >>> deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}})
+    {'a': {'b': 1, 'c': 3}}
+    """
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`"generation.temperature=0.2"` → `{"generation": {"temperature": 0.2}}` (value as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. generation.temperature=0.2")
+    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value  # type: ignore[no-any-return]
+
+
+def load_config(
+    preset: str = "default",
+    file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> RunConfig:
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    data = copy.deepcopy(PRESETS[preset])
+    source = f"preset {preset!r}"
+    if file is not None:
+        path = Path(file)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"{path}: expected a mapping of config keys, got {type(loaded).__name__}"
+            )
+        data = deep_merge(data, loaded)
+        source = str(path)
+    for text in overrides:
+        data = deep_merge(data, parse_override(text))
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown key `{key}`")
+            else:
+                problems.append(f"`{key}`: {err['msg']}")
+        where = source + (" with --set overrides" if overrides else "")
+        raise ConfigError(f"invalid config ({where}): " + "; ".join(problems)) from None

@@ -1,0 +1,89 @@
+"""Start-up cost, `charter models`, and the generate benchmark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import run_cli
+
+
+def test_help_is_fast_and_imports_no_torch() -> None:
+    code = (
+        "import sys; from charter.cli import cli; "
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    assert subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    ).stdout.split() == [
+        "False",
+        "False",
+    ]
+    best = min(_timed(["--help"]) for _ in range(3))
+    assert best < 1.0, f"charter --help took {best:.2f} s"
+
+
+def _timed(args: list[str]) -> float:
+    t0 = time.perf_counter()
+    r = run_cli(args)
+    assert r.returncode == 0
+    return time.perf_counter() - t0
+
+
+def test_models_list_and_tiny_random(tmp_path: Path) -> None:
+    r = run_cli(["models", "list"])
+    assert (
+        r.returncode == 0
+        and "openai:<base_url>#<model>" in r.stdout
+        and "embedded model" in r.stdout
+    )
+    r = run_cli(["models", "pull", "--tiny-random", str(tmp_path / "tiny")])
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "tiny" / "model.safetensors").exists()
+    r = run_cli(["models", "pull"])
+    assert r.returncode == 2 and "name a model" in r.stderr
+
+
+def test_bench_generate_reports_three_figures(tiny_model_dir: Path) -> None:
+    r = run_cli(
+        [
+            "bench",
+            "generate",
+            "--backend",
+            f"hf:{tiny_model_dir}",
+            "--n",
+            "6",
+            "--batch-size",
+            "3",
+            "--max-new-tokens",
+            "8",
+            "--json",
+        ]
+    )
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    for key in ("charter_tokens_per_s", "raw_tokens_per_s", "naive_tokens_per_s"):
+        assert result[key] > 0
+    # Forced lengths: all three paths produce exactly n * max_new_tokens tokens.
+    assert result["tokens"] == {"charter": 48, "raw": 48, "naive": 48}
+    text = run_cli(
+        [
+            "bench",
+            "generate",
+            "--backend",
+            f"hf:{tiny_model_dir}",
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "2",
+        ]
+    )
+    assert "(a) charter generate" in text.stdout and "a/b =" in text.stdout
+
+
+def test_bench_rejects_non_transformers_backend() -> None:
+    r = run_cli(["bench", "generate", "--backend", "fake", "--n", "2"])
+    assert r.returncode == 2 and "transformers backend" in r.stderr

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from charter.errors import RunFolderError
+from charter.records import Record
+from charter.runs import JsonlWriter, RunFolder
+
+
+class Row(Record):
+    id: str
+    value: int
+
+
+def test_writer_appends_skips_done_and_is_durable(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    w = JsonlWriter(path)
+    assert not path.exists()  # created on first write only
+    assert w.write([Row(id="a", value=1), Row(id="b", value=2)]) == 2
+    assert w.write([Row(id="a", value=9), Row(id="c", value=3)]) == 1
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["id"] for r in lines] == ["a", "b", "c"]
+    assert lines[0]["value"] == 1
+
+
+def test_writer_resume_cuts_partial_line(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    JsonlWriter(path).write([Row(id="a", value=1)])
+    with path.open("a") as f:
+        f.write('{"id": "b", "val')  # what a kill in the middle of a write leaves
+    with pytest.raises(RunFolderError):
+        JsonlWriter(path)  # without resume, an existing file is never appended to
+    w = JsonlWriter(path, resume=True)
+    assert w.done == {"a"}
+    assert w.pending(["a", "b"]) == ["b"]
+    w.write([Row(id="b", value=2)])
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["a", "b"]
+
+
+def test_writer_rejects_foreign_lines(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"no_id": 1}\n')
+    with pytest.raises(RunFolderError, match="line 1"):
+        JsonlWriter(path, resume=True)
+
+
+def test_run_folder_stages_and_invalidation(tmp_path: Path) -> None:
+    run = RunFolder.open(tmp_path / "r", {"a": 1})
+    assert (tmp_path / "r" / "config.yaml").read_text().startswith("a: 1")
+    assert run.begin_stage("one", "h1", ["one.jsonl"])
+    (tmp_path / "r" / "one.jsonl").write_text("x\n")
+    run.finish_stage("one", 1)
+    assert run.begin_stage("two", "h2", ["two.jsonl"])
+    (tmp_path / "r" / "two.jsonl").write_text("y\n")
+    run.finish_stage("two", 1)
+
+    with pytest.raises(RunFolderError, match="--resume"):
+        RunFolder.open(tmp_path / "r", {"a": 1})
+    again = RunFolder.open(tmp_path / "r", {"a": 2}, resume=True)
+    assert not again.begin_stage("one", "h1", ["one.jsonl"])  # same inputs: complete, skipped
+    assert again.begin_stage("one", "h1-changed", ["one.jsonl"])
+    # A changed input discards this stage's and every later stage's outputs.
+    assert again.discarded == ["one", "two"]
+    assert not (tmp_path / "r" / "one.jsonl").exists()
+    assert not (tmp_path / "r" / "two.jsonl").exists()
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert list(manifest["stages"]) == ["one"]
+    assert manifest["stages"]["one"]["status"] == "running"
+    assert "python" in manifest["packages"] and "torch" in manifest["packages"]
+
+
+def test_failed_empty_run_folder_is_reusable(tmp_path: Path) -> None:
+    run = RunFolder.open(tmp_path / "r", {"a": 1})
+    run.begin_stage("one", "h", ["one.jsonl"])
+    run.fail_stage("one", 0, "boom")
+    RunFolder.open(tmp_path / "r", {"a": 1})  # nothing but config + manifest: no --resume needed
