@@ -121,7 +121,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
 
 
 def make_tiny_random_model(
-    out: str | Path, *, seed: int = 0, layers: int = 2, hidden: int = 64
+    out: str | Path, *, seed: int = 0, layers: int = 2, hidden: int = 128
 ) -> Path:
     """A small random-weight Llama with a byte-level tokenizer, built on the spot, offline.
 
@@ -157,8 +157,9 @@ def make_tiny_random_model(
         hidden_size=hidden,
         intermediate_size=hidden * 2,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        # head_dim 64: a size every GPU attention kernel (vLLM's included) supports.
+        num_attention_heads=hidden // 64,
+        num_key_value_heads=1,
         max_position_embeddings=2048,
         bos_token_id=vocab["<|im_start|>"],
         eos_token_id=vocab["<|im_end|>"],
