@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError
 
 from charter.errors import ConfigError
 from charter.records import Sampling, Strict
+from charter.sl.stage import SLConfig
 
 
 class GenerationConfig(Strict):
@@ -40,6 +41,15 @@ class GenerationConfig(Strict):
         )
 
 
+class RunSLConfig(SLConfig):
+    """The SL-CAI stage of `charter run`: which prompts, and the stage's own settings."""
+
+    enabled: bool = True
+    prompts: str = Field("builtin:red-team", description="Red-team prompts to critique and revise.")
+    split: Literal["train", "eval", "all"] = "train"
+    limit: int | None = Field(None, ge=1)
+
+
 class RunConfig(Strict):
     """Everything a `charter run` depends on; written resolved to the run folder's config.yaml."""
 
@@ -49,12 +59,24 @@ class RunConfig(Strict):
     prompts: str = Field("demo", description="A builtin prompt set name or a JSONL file.")
     limit: int | None = Field(None, ge=1, description="Use only the first N prompts.")
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    constitution: str = Field(
+        "udhr", description="Builtin name, YAML/JSON file, or collective:DIR."
+    )
+    sl: RunSLConfig = Field(default_factory=RunSLConfig)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on a laptop CPU: the builtin demo prompts, short answers.
-    "quick": {"name": "quick", "generation": {"max_new_tokens": 64, "batch_size": 8}},
-    "default": {"name": "default", "generation": {"max_new_tokens": 256, "batch_size": 16}},
+    "quick": {
+        "name": "quick",
+        "generation": {"max_new_tokens": 64, "batch_size": 8},
+        "sl": {"limit": 8, "rounds": 1, "few_shot": 1, "chunk_size": 8},
+    },
+    "default": {
+        "name": "default",
+        "generation": {"max_new_tokens": 256, "batch_size": 16},
+        "sl": {"rounds": 2, "few_shot": 1, "chunk_size": 32},
+    },
 }
 
 

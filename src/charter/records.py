@@ -144,3 +144,11 @@ def stable_id(*parts: Any, length: int = 16) -> str:
     """
     digest = hashlib.sha256(canonical_json(list(parts)).encode("utf-8")).hexdigest()
     return digest[:length]
+
+
+class SFTRecord(Record):
+    """One supervised fine-tuning row in TRL's conversational format (`messages`)."""
+
+    id: str
+    messages: list[Message] = Field(min_length=2)
+    meta: dict[str, Any] = Field(default_factory=dict)

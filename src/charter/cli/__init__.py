@@ -12,8 +12,10 @@ import click
 
 from charter import __version__
 from charter.cli.bench import bench
+from charter.cli.constitution import constitution
 from charter.cli.generate import generate, run
 from charter.cli.models import models
+from charter.cli.sl import sl
 from charter.errors import CharterError
 
 
@@ -29,7 +31,9 @@ def cli() -> None:
 
 cli.add_command(run)
 cli.add_command(generate)
+cli.add_command(sl)
 cli.add_command(models)
+cli.add_command(constitution)
 cli.add_command(bench)
 
 

@@ -144,20 +144,30 @@ def run(
 ) -> None:
     """Run the pipeline into runs/NAME/ (config.yaml, manifest.json, stage outputs).
 
-    The stages land one by one; today `run` has the `generate` stage: the policy model's answers
-    to the configured prompts, in runs/NAME/generations.jsonl.
+    Stages so far: `generate` (the policy's answers to `prompts`, in generations.jsonl) and `sl`
+    (SL-CAI critique → revision of red-team prompts under the constitution, in sl/).
     """
     from charter.backends import check_spec
     from charter.config import load_config
+    from charter.constitution.load import load_constitution
     from charter.data import load_prompts
     from charter.generate import generate_stage
     from charter.runs import RunFolder
+    from charter.sl import SLConfig, sl_stage
 
     cfg = load_config(preset, config_file, overrides)
     if name:
         cfg = cfg.model_copy(update={"name": name})
     check_spec(cfg.generation.backend)
     prompts = load_prompts(cfg.prompts)[: cfg.limit]
+    constitution = load_constitution(cfg.constitution)
+    sl_split = None if cfg.sl.split == "all" else cfg.sl.split
+    red_team = load_prompts(cfg.sl.prompts, lang=cfg.sl.lang, split=sl_split)[: cfg.sl.limit]
+    helpful = (
+        load_prompts(cfg.sl.helpful_prompts, lang=cfg.sl.lang, split=sl_split)
+        if cfg.sl.helpful_ratio > 0
+        else []
+    )
     out = Path(cfg.runs_dir) / cfg.name
     folder = RunFolder.open(out, cfg.model_dump(mode="json"), resume=resume, overwrite=overwrite)
     gen = cfg.generation
@@ -171,3 +181,22 @@ def run(
         progress=progress,
     )
     _report(summary, out, folder.discarded)
+    if cfg.sl.enabled:
+        sl_cfg = SLConfig.model_validate(cfg.sl.model_dump(include=set(SLConfig.model_fields)))
+        result = sl_stage(
+            folder,
+            red_team,
+            helpful,
+            gen.backend,
+            gen.backend_options,
+            constitution,
+            sl_cfg,
+            gen.sampling(cfg.seed),
+            batch_size=gen.batch_size,
+            progress=progress,
+            prefix="sl/",
+        )
+        click.echo(
+            f"{out / 'sl'}: {result['n_samples']} SL-CAI samples, {result['n_revised']} revised "
+            f"(acceptance rate {result['acceptance_rate']:.2f}), {result['n_sft']} SFT rows"
+        )

@@ -1,0 +1,91 @@
+"""Finding, reading and writing constitutions: builtin names, YAML/JSON files, and exports.
+
+Files are read with `yaml.safe_load` (JSON is YAML), so a constitution never executes code; a
+file that breaks the schema is an error naming the file and the field (`principles.3.critique`).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from charter.constitution.schema import Constitution
+from charter.errors import InputError
+from charter.jsonl import describe_validation_error
+
+DEFAULT_CONSTITUTION = "udhr"
+
+
+def builtin_dir() -> Path:
+    return Path(str(resources.files("charter.constitution") / "builtin"))
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in builtin_dir().glob("*.yaml"))
+
+
+def parse_constitution(data: Any, source: object) -> Constitution:
+    """Validate already-parsed data; errors name `source` and the dotted field."""
+    if not isinstance(data, dict):
+        raise InputError(
+            source,
+            None,
+            f"expected a mapping with `name` and `principles`, got {type(data).__name__}",
+        )
+    try:
+        return Constitution.model_validate(data)
+    except ValidationError as e:
+        raise InputError(source, None, describe_validation_error(e)) from None
+
+
+def read_constitution_file(path: str | Path) -> Constitution:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, "constitution file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(path, None, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise InputError(path, line, f"not valid YAML/JSON: {getattr(e, 'problem', e)}") from None
+    return parse_constitution(data, path)
+
+
+def load_constitution(spec: str | Path) -> Constitution:
+    """A constitution from a builtin name (`udhr`, `minimal`), a YAML/JSON file, or
+    `collective:DIR` (the constitution drafted from public input in DIR)."""
+    text = str(spec)
+    if text in builtin_names():
+        return read_constitution_file(builtin_dir() / f"{text}.yaml")
+    if text.startswith("collective:"):
+        folder = Path(text.removeprefix("collective:"))
+        return read_constitution_file(folder / "constitution.yaml")
+    path = Path(text)
+    if not path.exists() and path.suffix == "":
+        raise InputError(
+            text,
+            None,
+            f"no such constitution: builtin names are {', '.join(builtin_names())}; or give a file",
+        )
+    return read_constitution_file(path)
+
+
+def dump_constitution(constitution: Constitution, fmt: str = "yaml") -> str:
+    """The constitution as YAML or JSON text, with its sha256 filled in."""
+    data = constitution.with_hash().model_dump(mode="json", exclude_none=True)
+    # Readable files: each principle starts with its id; empty defaults are left out (they load
+    # back to the same values, so the hash is unchanged).
+    data["principles"] = [
+        {"id": p["id"], **{k: v for k, v in p.items() if k != "id" and v not in ({}, [])}}
+        for p in data["principles"]
+    ]
+    if fmt == "json":
+        return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
