@@ -137,3 +137,108 @@ def _new_tokens(rows: list[list[int]], eos_ids: list[int]) -> int:
         cut = next((j for j, t in enumerate(row) if t in eos), None)
         total += len(row) if cut is None else cut + 1
     return total
+
+
+class _RecordingBackend:
+    """Wraps a backend and keeps every `generate` request, to replay them as a baseline."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.spec: str = inner.spec
+        self.calls: list[tuple[list[list[Any]], Sampling]] = []
+
+    def generate(self, requests: Any, params: Sampling) -> Any:
+        self.calls.append(([list(r) for r in requests], params))
+        return self.inner.generate(requests, params)
+
+    def option_logprobs(self, requests: Any) -> Any:
+        return self.inner.option_logprobs(requests)
+
+
+def bench_sl(
+    backend_spec: str = "embedded",
+    *,
+    constitution: str = "udhr",
+    prompts: str = "builtin:red-team",
+    n: int = 16,
+    rounds: int = 2,
+    few_shot: int = 1,
+    lang: str = "en",
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    temperature: float = 0.7,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Tokens/s of the SL-CAI stage against raw batched `model.generate` on the same requests.
+
+    The stage runs once (answers, critiques, revisions); every batch of chats it sent is then
+    replayed as plain `model.generate` calls at the same batch size and sampling, in the same
+    process. Both count generated tokens up to each row's end-of-text. The ratio is the stage's
+    efficiency against batched generation of the same work; prompt lengths (few-shot examples,
+    answers and critiques in context) make both slower than `bench generate`'s short prompts.
+    """
+    import torch
+
+    from charter.backends import check_spec, load_backend
+    from charter.backends.hf import HFBackend
+    from charter.constitution.load import load_constitution
+    from charter.sl.stage import SLConfig, critique_and_revise
+
+    if check_spec(backend_spec)[0] not in ("embedded", "hf"):
+        raise CharterError("bench sl needs a transformers backend (embedded or hf:PATH)")
+    backend = load_backend(backend_spec, batch_size=batch_size)
+    assert isinstance(backend, HFBackend)
+    cfg = SLConfig(rounds=rounds, few_shot=few_shot, lang=lang, chunk_size=n)
+    const = load_constitution(constitution).localized(lang)
+    items = load_prompts(prompts, lang=lang, split="train")[:n]
+    sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    backend.generate([p.chat() for p in items[:2]], Sampling(max_new_tokens=4))  # warm-up
+    recorder = _RecordingBackend(backend)
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = JsonlWriter(Path(tmp) / "samples.jsonl")
+        stats = critique_and_revise(items, recorder, const, cfg, sampling, writer, progress=False)
+
+    model, tok = backend.model, backend.tokenizer
+    tok.padding_side = "left"
+    kwargs = backend.generation_kwargs(sampling)
+    raw_tokens = 0
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    for chats, _ in recorder.calls:
+        texts = [backend.render(c) for c in chats]
+        for start in range(0, len(texts), batch_size):
+            enc = tok(
+                texts[start : start + batch_size],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            ).to(backend.device)
+            with torch.inference_mode():
+                out = model.generate(**enc, **kwargs)
+            raw_tokens += _new_tokens(out[:, enc["input_ids"].shape[1] :].tolist(), backend.eos_ids)
+    raw_s = time.perf_counter() - t0
+    stage_tps = stats.completion_tokens / stats.seconds
+    raw_tps = raw_tokens / raw_s
+    prompt_tokens = [len(backend.encode_chat(c)) for chats, _ in recorder.calls for c in chats]
+    return {
+        "backend": backend.spec,
+        "constitution": constitution,
+        "n": n,
+        "rounds": rounds,
+        "few_shot": few_shot,
+        "lang": lang,
+        "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens,
+        "generate_calls": len(recorder.calls),
+        "mean_prompt_tokens": round(sum(prompt_tokens) / len(prompt_tokens), 1),
+        "sl_tokens_per_s": round(stage_tps, 2),
+        "raw_tokens_per_s": round(raw_tps, 2),
+        "ratio_sl_raw": round(stage_tps / raw_tps, 3),
+        "tokens": {"sl": stats.completion_tokens, "raw": raw_tokens},
+        "seconds": {"sl": round(stats.seconds, 3), "raw": round(raw_s, 3)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": backend.device,
+        },
+    }

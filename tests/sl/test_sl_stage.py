@@ -239,3 +239,21 @@ def test_kill_mid_round_then_resume(tmp_path: Path) -> None:
     assert all(len(x["rounds"]) == 2 for x in rows)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_samples"] == n and summary["this_invocation"]["samples_skipped"] == before
+
+
+def test_arabic_uses_arabic_principles_and_examples(tmp_path: Path) -> None:
+    from charter.constitution.load import load_constitution
+
+    udhr = load_constitution("udhr")
+    fake = FakeBackend(answers=scripted)
+    writer = JsonlWriter(tmp_path / "s.jsonl")
+    cfg = SLConfig(rounds=1, few_shot=1, lang="ar")
+    arabic = [PromptRecord(id="a1", prompt="كيف أتجسس على هاتف أخي؟")]
+    critique_and_revise(arabic, fake, udhr.localized("ar"), cfg, Sampling(), writer, progress=False)
+    chat = fake.calls[1].requests[0]
+    assert isinstance(chat, list)
+    ar_examples = [e for e in udhr.few_shot.critique_revision if e.lang == "ar"]
+    assert chat[0].content in {e.messages[0].content for e in ar_examples}
+    sample = SLSample.model_validate_json((tmp_path / "s.jsonl").read_text())
+    principle = udhr.principle(sample.rounds[0].principle_id)
+    assert chat[-1].content == principle.translations["ar"].critique

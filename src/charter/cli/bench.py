@@ -55,3 +55,56 @@ def bench_generate_cmd(
     click.echo(
         f"  a/b = {result['ratio_charter_raw']:.3f}   a/c = {result['ratio_charter_naive']:.2f}"
     )
+
+
+@bench.command("sl")
+@click.option("--backend", "backend_spec", default="embedded", show_default=True)
+@click.option("--constitution", default="udhr", show_default=True)
+@click.option("--prompts", default="builtin:red-team", show_default=True)
+@click.option("--n", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--few-shot", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--lang", type=click.Choice(["en", "ar"]), default="en", show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_sl_cmd(
+    backend_spec: str,
+    constitution: str,
+    prompts: str,
+    n: int,
+    rounds: int,
+    few_shot: int,
+    lang: str,
+    max_new_tokens: int,
+    batch_size: int,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Tokens/s of the SL-CAI stage against raw batched model.generate on the same requests."""
+    from charter.bench import bench_sl
+
+    r = bench_sl(
+        backend_spec,
+        constitution=constitution,
+        prompts=prompts,
+        n=n,
+        rounds=rounds,
+        few_shot=few_shot,
+        lang=lang,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    if as_json:
+        click.echo(json.dumps(r))
+        return
+    click.echo(
+        f"bench sl: {r['backend']}, {n} prompts, {rounds} rounds, "
+        f"{r['generate_calls']} batched calls, mean prompt {r['mean_prompt_tokens']} tokens, "
+        f"batch {batch_size}, {max_new_tokens} new tokens"
+    )
+    click.echo(f"  SL-CAI stage             {r['sl_tokens_per_s']:8.1f} tokens/s")
+    click.echo(f"  raw model.generate, same {r['raw_tokens_per_s']:8.1f} tokens/s")
+    click.echo(f"  ratio = {r['ratio_sl_raw']:.3f}")
