@@ -145,6 +145,13 @@ def test_check_revision(
         assert check.text == text
 
 
+def test_copy_of_a_worked_example_is_rejected() -> None:
+    example = "For many healthy adults, up to about 400 mg of caffeine a day is considered safe."
+    check = check_revision("old", example + " That is about four cups.", [], examples=[example])
+    assert (check.accepted, check.reason) == (False, "copies a worked example")
+    assert check_revision("old", "A new, different answer.", [], examples=[example]).accepted
+
+
 def test_strip_meta_leaves_normal_text() -> None:
     assert strip_meta("Here is how to boil an egg: ...") == (
         "Here is how to boil an egg: ...",

@@ -1,14 +1,17 @@
 """Detecting failed revisions: what a small model's "revision" often is instead of one.
 
 A revision is rejected with a reason when it is empty, unchanged, an echo of the request, only
-meta-text ("Here is the revised response:"), far longer than what it revises (runaway), or a
-loop of repeated phrases. Leading meta-text is stripped when the rest is usable.
+meta-text ("Here is the revised response:"), a copy of one of the worked examples' texts (small
+models often repeat the few-shot revision instead of revising), far longer than what it revises
+(runaway), or a loop of repeated phrases. Leading meta-text is stripped when the rest is usable.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 # Openers that announce a revision instead of being one (English and Arabic).
 META_PATTERNS = [
@@ -73,9 +76,11 @@ def check_revision(
     *,
     max_growth: float = 4.0,
     max_repetition: float = 0.5,
+    examples: Sequence[str] = (),
 ) -> RevisionCheck:
     """Accept or reject one revision of `previous`; `requests` are the critique and revision
-    requests the model was given (an answer that repeats them is an echo, not a revision)."""
+    requests the model was given (an answer that repeats them is an echo, not a revision) and
+    `examples` the texts of the worked examples it was shown."""
     text, stripped = strip_meta(revision.strip())
     note = "stripped meta-text" if stripped else None
     if not text:
@@ -87,6 +92,10 @@ def check_revision(
         req = normalize(request)
         if req and (req in norm or norm in req or norm.startswith(req[:60])):
             return RevisionCheck(False, text, "echoes the request", note)
+    head = norm[:300]
+    for example in examples:
+        if SequenceMatcher(None, head, normalize(example)[:300], autojunk=False).ratio() > 0.6:
+            return RevisionCheck(False, text, "copies a worked example", note)
     if len(text) > max_growth * max(len(previous), 120):
         return RevisionCheck(False, text, "runaway length", note)
     if repetition_ratio(text) > max_repetition:

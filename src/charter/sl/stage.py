@@ -257,6 +257,7 @@ def _step(
                 c.text,
                 [rnd.critique_request, rnd.revision_request],
                 max_growth=cfg.max_growth,
+                examples=[m.content for m in w.prefix if m.role == "assistant"],
             )
             rnd.revision, rnd.accepted, rnd.reason, rnd.note = (
                 check.text,
