@@ -12,6 +12,8 @@ import click
 
 from charter import __version__
 from charter.cli.bench import bench
+from charter.cli.bench_collective import collective as bench_collective
+from charter.cli.collective import collective
 from charter.cli.constitution import constitution
 from charter.cli.generate import generate, run
 from charter.cli.models import models
@@ -35,6 +37,8 @@ cli.add_command(sl)
 cli.add_command(models)
 cli.add_command(constitution)
 cli.add_command(bench)
+cli.add_command(collective)
+bench.add_command(bench_collective)
 
 
 def main() -> None:

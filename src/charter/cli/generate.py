@@ -130,6 +130,12 @@ def generate(
     help="Override one config key, e.g. generation.temperature=0.2 (repeatable).",
 )
 @click.option("--name", default=None, help="Run folder name (default: the config's name).")
+@click.option(
+    "--constitution",
+    "constitution_spec",
+    default=None,
+    help="Builtin name, YAML/JSON file or collective:DIR (overrides the config's).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run, skipping finished work.")
 @click.option("--overwrite", is_flag=True, help="Delete the run folder and start again.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -138,6 +144,7 @@ def run(
     config_file: Path | None,
     overrides: tuple[str, ...],
     name: str | None,
+    constitution_spec: str | None,
     resume: bool,
     overwrite: bool,
     progress: bool,
@@ -158,6 +165,8 @@ def run(
     cfg = load_config(preset, config_file, overrides)
     if name:
         cfg = cfg.model_copy(update={"name": name})
+    if constitution_spec:
+        cfg = cfg.model_copy(update={"constitution": constitution_spec})
     check_spec(cfg.generation.backend)
     prompts = load_prompts(cfg.prompts)[: cfg.limit]
     constitution = load_constitution(cfg.constitution)
