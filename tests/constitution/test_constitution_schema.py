@@ -147,3 +147,30 @@ def test_import_llm_swarm_format(tmp_path: Path) -> None:
 
 def test_split_transcript() -> None:
     assert split_transcript("Human: a\n\nAssistant: b") == [("Human", "a"), ("Assistant", "b")]
+
+
+def test_show_list_and_languages() -> None:
+    r = run_cli(["constitution", "list"])
+    assert r.returncode == 0 and "udhr (default)" in r.stdout and "minimal" in r.stdout
+    shown = run_cli(["constitution", "show", "udhr", "--lang", "ar", "--json"])
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert (
+        data["principles"][0]["critique"]
+        == load_constitution("udhr").principles[0].text("ar").critique
+    )
+    assert yaml.safe_load(run_cli(["constitution", "show", "minimal"]).stdout)["name"] == "minimal"
+    missing = run_cli(["constitution", "show", "no-such-thing"])
+    assert missing.returncode == 2 and "builtin names are" in missing.stderr
+
+
+@pytest.mark.skipif(not (SHARED / "udhr").exists(), reason=f"shared data not found at {SHARED}")
+def test_show_with_sources_cli() -> None:
+    r = run_cli(["constitution", "show", "udhr", "--with-sources", str(SHARED / "udhr")])
+    assert r.returncode == 0, r.stderr
+    assert "privacy" in r.stdout and "arbitrary interference" in r.stdout  # art. 12's own words
+    ar = run_cli(
+        ["constitution", "show", "udhr", "--with-sources", str(SHARED / "udhr"), "--lang", "ar"]
+    )
+    assert ar.returncode == 0, ar.stderr
+    assert "الخصوصية" in ar.stdout or "خصوصي" in ar.stdout
