@@ -1,8 +1,9 @@
 """The transformers backend (`hf:<path or hub id>`): any causal LM, batched, on cuda → mps → cpu.
 
 Generation sorts each call's chats by token length and left-pads them in batches of
-`batch_size`, which keeps padding (wasted compute) small. Option scoring runs one forward pass per
-batch of (prompt, option) pairs and reads the option tokens' log-probs.
+`batch_size`, which keeps padding (wasted compute) small. Option scoring computes each distinct
+prompt once (single-token options are all read from its last position), and each batch's shared
+prefix once, from whose KV cache the rest of every row is computed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import inspect
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -212,37 +214,118 @@ class HFBackend:
         return context, continuation
 
     def option_logprobs(self, requests: Sequence[OptionQuery]) -> list[dict[str, float]]:
-        torch = self._torch
-        pairs = [
-            (qi, option, *self._split_context(q, option))
-            for qi, q in enumerate(requests)
-            for option in q.options
-        ]
-        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][2]) + len(pairs[i][3])))
-        scores: list[float] = [0.0] * len(pairs)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            rows = [pairs[i][2] + pairs[i][3] for i in batch]
-            ids, mask = self._left_pad(rows)
-            tail = max(len(pairs[i][3]) for i in batch)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            kwargs: dict[str, Any] = {
-                "input_ids": ids,
-                "attention_mask": mask,
-                "position_ids": positions,
-            }
-            if self._keeps_logits:
-                # Only the last `tail + 1` positions predict option tokens (rows are left-padded).
-                kwargs["logits_to_keep"] = tail + 1
-            with torch.inference_mode():
-                logits = self.model(**kwargs).logits[:, -(tail + 1) : -1].float()
-            logp = torch.log_softmax(logits, dim=-1)
-            targets = ids[:, -tail:]
-            picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            for b, i in enumerate(batch):
-                n = len(pairs[i][3])
-                scores[i] = float(picked[b, tail - n :].sum())
+        # Rows are scored, not (query, option) pairs. A query whose options are all one token
+        # long (the labeller's "A"/"B") needs one row, its context: every option's log-prob is
+        # read from the context's last position. Other queries get a row per option (context +
+        # option). Identical rows are computed once, and each batch computes its rows' common
+        # prefix (few-shot examples) once and the rest of every row from that prefix's KV cache.
+        rows: dict[tuple[int, ...], list[_Read]] = {}
+        for qi, q in enumerate(requests):
+            split = [(option, *self._split_context(q, option)) for option in q.options]
+            if all(len(cont) == 1 for _, _, cont in split):
+                for option, context, cont in split:
+                    rows.setdefault(tuple(context), []).append(_Read(qi, option, cont, 1))
+            else:
+                for option, context, cont in split:
+                    key = tuple(context + cont)
+                    rows.setdefault(key, []).append(_Read(qi, option, cont, len(cont) + 1))
+        # Longest first, as in generation, so a batch holds rows of similar length (little
+        # padding); prompts that share a long prefix (few-shot examples) share it in every batch.
+        ordered = sorted(rows, key=lambda r: (-len(r), r))
         out: list[dict[str, float]] = [{} for _ in requests]
-        for (qi, option, _, _), score in zip(pairs, scores, strict=True):
-            out[qi][option] = score
+        for start in range(0, len(ordered), self.batch_size):
+            batch = ordered[start : start + self.batch_size]
+            for read, score in self._score_rows(batch, [rows[r] for r in batch]):
+                out[read.query][read.option] = score
         return out
+
+    def _score_rows(
+        self, batch: Sequence[tuple[int, ...]], reads: Sequence[list[_Read]]
+    ) -> list[tuple[_Read, float]]:
+        """Score one batch of rows: their shared prefix once, then the rest of each row."""
+        torch = self._torch
+        # The prefix must stop before the first position any read needs (a read with `back`
+        # uses the logits of the row's last `back` positions).
+        limit = min(
+            len(row) - max(r.back for r in rs) for row, rs in zip(batch, reads, strict=True)
+        )
+        shared = _common_prefix(batch) if len(batch) > 1 else 0
+        prefix_len = min(shared, limit)
+        cache = self._prefix_cache(batch[0][:prefix_len], len(batch)) if prefix_len >= 8 else None
+        if cache is None:
+            prefix_len = 0
+        ids, mask = self._left_pad([row[prefix_len:] for row in batch])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0) + prefix_len
+        kwargs: dict[str, Any] = {"input_ids": ids, "position_ids": positions}
+        if cache is not None:
+            prefix_mask = torch.ones((len(batch), prefix_len), dtype=mask.dtype, device=mask.device)
+            kwargs["attention_mask"] = torch.cat([prefix_mask, mask], dim=-1)
+            kwargs[self._cache_kwarg()] = cache
+        else:
+            kwargs["attention_mask"] = mask
+        tail = max(r.back for rs in reads for r in rs)
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = tail
+        with torch.inference_mode():
+            logits = self.model(**kwargs).logits[:, -tail:].float()
+            logp = torch.log_softmax(logits, dim=-1)
+        scored: list[tuple[_Read, float]] = []
+        for b, rs in enumerate(reads):
+            for r in rs:
+                first = tail - r.back
+                steps = torch.arange(first, first + len(r.targets), device=logp.device)
+                targets = torch.tensor(r.targets, dtype=torch.long, device=logp.device)
+                scored.append((r, float(logp[b, steps, targets].sum())))
+        return scored
+
+    def _cache_kwarg(self) -> str:
+        # transformers 5 renamed `past_key_values` to `cache` on the forward pass.
+        params = inspect.signature(type(self.model).forward).parameters
+        return "cache" if "cache" in params else "past_key_values"
+
+    def _prefix_cache(self, prefix: Sequence[int], rows: int) -> Any:
+        """The KV cache of `prefix`, repeated for `rows` rows; None where the model's cache is
+        not a plain per-layer key/value cache (the batch is then computed without a prefix)."""
+        torch = self._torch
+        from transformers import DynamicCache
+
+        ids = torch.tensor([list(prefix)], dtype=torch.long, device=self.device)
+        keep: dict[str, Any] = {"logits_to_keep": 1} if self._keeps_logits else {}
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, use_cache=True, **keep)
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        layers = getattr(cache, "layers", None)
+        if not isinstance(cache, DynamicCache) or not layers:
+            return None
+        if any(getattr(layer, "is_sliding", False) for layer in layers):
+            return None
+        # `expand` makes views, not copies: the forward pass concatenates new keys onto them.
+        kv = [
+            (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1))
+            for layer in layers
+        ]
+        return DynamicCache(ddp_cache_data=kv, config=self.model.config)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One option's log-prob to read from a row: `targets` are predicted by the logits of the
+    row's positions `len(row) - back` onwards."""
+
+    query: int
+    option: str
+    targets: list[int]
+    back: int
+
+
+def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the longest prefix that every row shares.
+
+    >>> _common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]])
+    2
+    """
+    first, n = rows[0], min(len(r) for r in rows)
+    for i in range(n):
+        if any(r[i] != first[i] for r in rows):
+            return i
+    return n

@@ -13,9 +13,12 @@ import click
 from charter import __version__
 from charter.cli.bench import bench
 from charter.cli.bench_collective import collective as bench_collective
+from charter.cli.bench_label import bench_label_cmd
 from charter.cli.collective import collective
 from charter.cli.constitution import constitution
+from charter.cli.evaluate import evaluate
 from charter.cli.generate import generate, run
+from charter.cli.label import label
 from charter.cli.models import models
 from charter.cli.sl import sl
 from charter.errors import CharterError
@@ -34,11 +37,14 @@ def cli() -> None:
 cli.add_command(run)
 cli.add_command(generate)
 cli.add_command(sl)
+cli.add_command(label)
+cli.add_command(evaluate)
 cli.add_command(models)
 cli.add_command(constitution)
 cli.add_command(bench)
 cli.add_command(collective)
 bench.add_command(bench_collective)
+bench.add_command(bench_label_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,265 @@
+"""`evaluate mc`: how good a feedback model is as a multiple-choice labeller.
+
+Input is the CAI paper's eval format: one JSON object per line with `prompt` (ending where the
+model names its choice), `corrects` and `incorrects` (the option continuations, e.g. " (B)" and
+" (A)"). Each item is scored with `option_logprobs` and normalized over its options; the item is
+right when the correct option has the highest probability (a tie counts as wrong).
+
+Reported: accuracy with a Wilson 95% interval; the letter bias (mean normalized probability of
+"(A)" minus 0.5, on items whose options are the letters (A)/(B)); calibration of the confidence
+(the probability of the chosen option) as expected calibration error over ten equal-width bins,
+with a reliability plot. `swap=True` asks every item a second time with its (A)/(B) texts swapped
+in the prompt and averages the two, the labeller's own debiasing, and reports that accuracy too.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from charter.backends.base import Backend, normalized_option_probs
+from charter.errors import InputError
+from charter.jsonl import describe_validation_error, iter_jsonl_lines
+from charter.records import OptionQuery, Strict
+
+# The options block of the paper's prompts: "\n (A) text\n (B) text\n\nThe answer is:".
+OPTIONS = re.compile(
+    r"(?s)^(?P<head>.*?\n ?)\(A\) (?P<a>.*)\n(?P<sp> ?)\(B\) (?P<b>.*?)(?P<tail>\n\n[^\n]*)$"
+)
+
+
+class MCItem(Strict):
+    prompt: str = Field(min_length=1)
+    corrects: list[str] = Field(min_length=1)
+    incorrects: list[str] = Field(min_length=1)
+    text_correct: str | None = None
+    text_incorrect: str | None = None
+
+
+@dataclass
+class Loaded:
+    path: Path
+    line: int
+    item: MCItem
+
+
+def read_mc(path: str | Path) -> list[Loaded]:
+    path = Path(path)
+    out = []
+    for lineno, obj in iter_jsonl_lines(path):
+        try:
+            item = MCItem.model_validate(obj)
+        except ValidationError as e:
+            raise InputError(path, lineno, describe_validation_error(e)) from None
+        if set(item.corrects) & set(item.incorrects):
+            raise InputError(path, lineno, "an option is both in `corrects` and `incorrects`")
+        out.append(Loaded(path, lineno, item))
+    if not out:
+        raise InputError(path, None, "no items")
+    return out
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95% by default).
+
+    >>> lo, hi = wilson_interval(50, 100)
+    >>> round(lo, 4), round(hi, 4)
+    (0.4038, 0.5962)
+    """
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def calibration(
+    confidence: Sequence[float], correct: Sequence[bool], bins: int = 10
+) -> tuple[float, list[dict[str, float]]]:
+    """Expected calibration error over equal-width confidence bins, and the bins themselves.
+
+    >>> calibration([0.9, 0.9, 0.6, 0.6], [True, False, True, True])[0]
+    0.4
+    """
+    table = []
+    ece = 0.0
+    n = len(confidence)
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        idx = [i for i, c in enumerate(confidence) if lo <= c < hi or (b == bins - 1 and c == 1.0)]
+        if not idx:
+            continue
+        conf = sum(confidence[i] for i in idx) / len(idx)
+        acc = sum(correct[i] for i in idx) / len(idx)
+        ece += len(idx) / n * abs(acc - conf)
+        table.append({"lo": lo, "hi": hi, "n": len(idx), "confidence": conf, "accuracy": acc})
+    return round(ece, 6), table
+
+
+def swap_options(loaded: Loaded) -> MCItem:
+    """The item with the texts of (A) and (B) swapped in the prompt and the letters swapped in
+    its options; an `InputError` when the prompt has no (A)/(B) block."""
+    m = OPTIONS.match(loaded.item.prompt)
+    letters = {o.strip() for o in [*loaded.item.corrects, *loaded.item.incorrects]}
+    if m is None or letters != {"(A)", "(B)"}:
+        raise InputError(
+            loaded.path,
+            loaded.line,
+            "field `prompt`: --swap needs options written as '(A) …' and '(B) …' on their own "
+            "lines, and `corrects`/`incorrects` of '(A)' and '(B)'",
+        )
+    g = m.groupdict()
+    prompt = f"{g['head']}(A) {g['b']}\n{g['sp']}(B) {g['a']}{g['tail']}"
+
+    def flip(o: str) -> str:
+        return o.replace("(A)", "(_)").replace("(B)", "(A)").replace("(_)", "(B)")
+
+    return loaded.item.model_copy(
+        update={
+            "prompt": prompt,
+            "corrects": [flip(o) for o in loaded.item.corrects],
+            "incorrects": [flip(o) for o in loaded.item.incorrects],
+        }
+    )
+
+
+def _score(
+    items: Sequence[MCItem], backend: Backend, chunk: int, bar: Any
+) -> list[dict[str, float]]:
+    out: list[dict[str, float]] = []
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        queries = [OptionQuery(prompt=i.prompt, options=[*i.corrects, *i.incorrects]) for i in part]
+        out += [normalized_option_probs(lp) for lp in backend.option_logprobs(queries)]
+        bar.update(len(part))
+    return out
+
+
+def _p_correct(item: MCItem, probs: dict[str, float]) -> float:
+    return sum(probs[o] for o in item.corrects)
+
+
+def _p_letter_a(item: MCItem, probs: dict[str, float]) -> float | None:
+    a = [o for o in probs if o.strip() == "(A)"]
+    return probs[a[0]] if a and len(probs) == 2 else None
+
+
+def evaluate_mc(
+    loaded: Sequence[Loaded],
+    backend: Backend,
+    *,
+    swap: bool = False,
+    chunk: int = 64,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Accuracy, its Wilson 95% interval, letter bias and calibration of `backend` on `loaded`."""
+    from tqdm.auto import tqdm
+
+    items = [x.item for x in loaded]
+    swapped = [swap_options(x) for x in loaded] if swap else []
+    t0 = time.perf_counter()
+    total = len(items) + len(swapped)
+    with tqdm(total=total, unit="item", desc="evaluate mc", disable=not progress) as bar:
+        probs = _score(items, backend, chunk, bar)
+        probs_swapped = _score(swapped, backend, chunk, bar) if swap else []
+    seconds = time.perf_counter() - t0
+    p_correct = [_p_correct(i, p) for i, p in zip(items, probs, strict=True)]
+    # Right when a correct option is the most probable one; a tie counts as wrong.
+    right = [
+        max(p[o] for o in i.corrects) > max(p[o] for o in i.incorrects)
+        for i, p in zip(items, probs, strict=True)
+    ]
+    confidence = [max(p.values()) for p in probs]
+    n, k = len(items), sum(right)
+    lo, hi = wilson_interval(k, n)
+    ece, bins = calibration(confidence, right)
+    p_a = [x for i, p in zip(items, probs, strict=True) if (x := _p_letter_a(i, p)) is not None]
+    a_correct = [
+        any(o.strip() == "(A)" for o in i.corrects)
+        for i, p in zip(items, probs, strict=True)
+        if _p_letter_a(i, p) is not None
+    ]
+    result: dict[str, Any] = {
+        "n": n,
+        "correct": k,
+        "accuracy": round(k / n, 6),
+        "ci_low": round(lo, 6),
+        "ci_high": round(hi, 6),
+        "chance": round(
+            sum(len(i.corrects) / (len(i.corrects) + len(i.incorrects)) for i in items) / n, 6
+        ),
+        "letter_bias": round(sum(p_a) / len(p_a) - 0.5, 6) if p_a else None,
+        "predicted_a_rate": round(sum(x > 0.5 for x in p_a) / len(p_a), 6) if p_a else None,
+        "correct_is_a_rate": round(sum(a_correct) / len(a_correct), 6) if a_correct else None,
+        "mean_p_correct": round(sum(p_correct) / n, 6),
+        "ece": ece,
+        "reliability": bins,
+        "backend": backend.spec,
+        "seconds": round(seconds, 3),
+        "queries_per_s": round(total / seconds, 3) if seconds > 0 else None,
+    }
+    if swap:
+        p_sw = [_p_correct(i, p) for i, p in zip(swapped, probs_swapped, strict=True)]
+        debiased = [(a + b) / 2 for a, b in zip(p_correct, p_sw, strict=True)]
+        right_d = [p > 0.5 for p in debiased]
+        k_d = sum(right_d)
+        lo_d, hi_d = wilson_interval(k_d, n)
+        ece_d, bins_d = calibration([max(p, 1 - p) for p in debiased], right_d)
+        result["swap"] = {
+            "accuracy_swapped_only": round(sum(p > 0.5 for p in p_sw) / n, 6),
+            "accuracy": round(k_d / n, 6),
+            "ci_low": round(lo_d, 6),
+            "ci_high": round(hi_d, 6),
+            "ece": ece_d,
+            "reliability": bins_d,
+            "order_agreement": round(
+                sum((a > 0.5) == (b > 0.5) for a, b in zip(p_correct, p_sw, strict=True)) / n, 6
+            ),
+        }
+    return result
+
+
+def reliability_plot(result: dict[str, Any], path: str | Path) -> Path:
+    """A reliability diagram (accuracy against confidence per bin) as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
+    series = [("as asked", result["reliability"], "tab:blue", result["ece"])]
+    if "swap" in result:
+        s = result["swap"]
+        series.append(("both orders", s["reliability"], "tab:orange", s["ece"]))
+    for name, bins, colour, ece in series:
+        xs = [b["confidence"] for b in bins]
+        ys = [b["accuracy"] for b in bins]
+        sizes = [20 + 200 * b["n"] / result["n"] for b in bins]
+        ax.plot(xs, ys, color=colour, lw=1)
+        ax.scatter(xs, ys, s=sizes, color=colour, label=f"{name} (ECE {ece:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (probability of the chosen option)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(
+        f"{result['backend']}: accuracy {result['accuracy']:.3f} "
+        f"[{result['ci_low']:.3f}, {result['ci_high']:.3f}], n={result['n']}",
+        fontsize=8,
+    )
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
