@@ -21,6 +21,7 @@ from charter.cli.generate import generate, run
 from charter.cli.label import label
 from charter.cli.models import models
 from charter.cli.sl import sl
+from charter.cli.w2s import w2s
 from charter.errors import CharterError
 
 
@@ -43,6 +44,7 @@ cli.add_command(models)
 cli.add_command(constitution)
 cli.add_command(bench)
 cli.add_command(collective)
+cli.add_command(w2s)
 bench.add_command(bench_collective)
 bench.add_command(bench_label_cmd)
 
