@@ -33,7 +33,8 @@ def test_sl_on_builtin_red_team(tmp_path: Path) -> None:
             "--out",
             str(out),
             "--no-progress",
-        ]
+        ],
+        timeout=1800,
     )
     assert r.returncode == 0, r.stderr
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
@@ -76,7 +77,8 @@ def test_sl_in_arabic(tmp_path: Path) -> None:
             "--out",
             str(out),
             "--no-progress",
-        ]
+        ],
+        timeout=1800,
     )
     assert r.returncode == 0, r.stderr
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]

@@ -237,7 +237,8 @@ class HFBackend:
             batch = ordered[start : start + self.batch_size]
             for read, score in self._score_rows(batch, [rows[r] for r in batch]):
                 out[read.query][read.option] = score
-        return out
+        # Each query's options in the order it gave them.
+        return [{o: out[qi][o] for o in q.options} for qi, q in enumerate(requests)]
 
     def _score_rows(
         self, batch: Sequence[tuple[int, ...]], reads: Sequence[list[_Read]]
