@@ -87,3 +87,28 @@ def test_bench_generate_reports_three_figures(tiny_model_dir: Path) -> None:
 def test_bench_rejects_non_transformers_backend() -> None:
     r = run_cli(["bench", "generate", "--backend", "fake", "--n", "2"])
     assert r.returncode == 2 and "transformers backend" in r.stderr
+
+
+def test_bench_sl_reports_stage_and_replay(tiny_model_dir: Path) -> None:
+    r = run_cli(
+        [
+            "bench",
+            "sl",
+            "--backend",
+            f"hf:{tiny_model_dir}",
+            "--n",
+            "3",
+            "--rounds",
+            "1",
+            "--few-shot",
+            "0",
+            "--max-new-tokens",
+            "4",
+            "--json",
+        ]
+    )
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["generate_calls"] == 3  # answer, critique, revision: one batched call each
+    assert result["sl_tokens_per_s"] > 0 and result["raw_tokens_per_s"] > 0
+    assert 0 < result["tokens"]["raw"] <= 3 * 3 * 4

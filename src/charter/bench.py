@@ -74,20 +74,9 @@ def bench_generate(
 
     # (b) raw model.generate over the same batches, in the given order, tokenizer-padded.
     texts = [backend.render(c) for c in chats]
-    tok.padding_side = "left"
-    raw_tokens = 0
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    for start in range(0, n, batch_size):
-        enc = tok(
-            texts[start : start + batch_size],
-            return_tensors="pt",
-            padding=True,
-            add_special_tokens=False,
-        ).to(backend.device)
-        with torch.inference_mode():
-            out = model.generate(**enc, **kwargs)
-        raw_tokens += _new_tokens(out[:, enc["input_ids"].shape[1] :].tolist(), backend.eos_ids)
+    raw_tokens = _raw_batched_generate(backend, texts, batch_size, kwargs)
     raw_s = time.perf_counter() - t0
 
     # (c) the naive loop: one prompt per model.generate call.
@@ -127,6 +116,29 @@ def bench_generate(
             "torch": torch.__version__,
         },
     }
+
+
+def _raw_batched_generate(
+    backend: Any, texts: list[str], batch_size: int, kwargs: dict[str, Any]
+) -> int:
+    """The baseline: plain `model.generate` over `texts` in order, tokenizer-padded on the left,
+    `batch_size` at a time; returns the generated tokens, counted as charter counts them."""
+    import torch
+
+    tok = backend.tokenizer
+    tok.padding_side = "left"
+    tokens = 0
+    for start in range(0, len(texts), batch_size):
+        enc = tok(
+            texts[start : start + batch_size],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+        ).to(backend.device)
+        with torch.inference_mode():
+            out = backend.model.generate(**enc, **kwargs)
+        tokens += _new_tokens(out[:, enc["input_ids"].shape[1] :].tolist(), backend.eos_ids)
+    return tokens
 
 
 def _new_tokens(rows: list[list[int]], eos_ids: list[int]) -> int:
@@ -198,24 +210,13 @@ def bench_sl(
         writer = JsonlWriter(Path(tmp) / "samples.jsonl")
         stats = critique_and_revise(items, recorder, const, cfg, sampling, writer, progress=False)
 
-    model, tok = backend.model, backend.tokenizer
-    tok.padding_side = "left"
     kwargs = backend.generation_kwargs(sampling)
-    raw_tokens = 0
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    for chats, _ in recorder.calls:
-        texts = [backend.render(c) for c in chats]
-        for start in range(0, len(texts), batch_size):
-            enc = tok(
-                texts[start : start + batch_size],
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=False,
-            ).to(backend.device)
-            with torch.inference_mode():
-                out = model.generate(**enc, **kwargs)
-            raw_tokens += _new_tokens(out[:, enc["input_ids"].shape[1] :].tolist(), backend.eos_ids)
+    raw_tokens = sum(
+        _raw_batched_generate(backend, [backend.render(c) for c in chats], batch_size, kwargs)
+        for chats, _ in recorder.calls
+    )
     raw_s = time.perf_counter() - t0
     stage_tps = stats.completion_tokens / stats.seconds
     raw_tps = raw_tokens / raw_s
