@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from charter.cli.options import parse_key_values
+from charter.cli.options import parse_key_values, prompt_run_options
 
 
 @click.command()
@@ -49,14 +49,7 @@ from charter.cli.options import parse_key_values
     help="With --cot, the band each vote is clamped to.",
 )
 @click.option("--cot-max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lang", type=click.Choice(["en", "ar"]), default="en", show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N prompts.")
-@click.option(
-    "--split", type=click.Choice(["train", "eval", "all"]), default="train", show_default=True
-)
-@click.option("--resume", is_flag=True)
-@click.option("--overwrite", is_flag=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@prompt_run_options
 @click.option(
     "--chunk-size",
     type=click.IntRange(min=1),
