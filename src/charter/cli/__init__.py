@@ -11,6 +11,7 @@ import sys
 import click
 
 from charter import __version__
+from charter.cli.assembly import assembly
 from charter.cli.bench import bench
 from charter.cli.bench_collective import collective as bench_collective
 from charter.cli.bench_label import bench_label_cmd
@@ -20,7 +21,10 @@ from charter.cli.evaluate import evaluate
 from charter.cli.generate import generate, run
 from charter.cli.label import label
 from charter.cli.models import models
+from charter.cli.oversight import oversight
+from charter.cli.redteam import evals, redteam
 from charter.cli.sl import sl
+from charter.cli.train import score, train
 from charter.cli.w2s import w2s
 from charter.errors import CharterError
 
@@ -45,6 +49,12 @@ cli.add_command(constitution)
 cli.add_command(bench)
 cli.add_command(collective)
 cli.add_command(w2s)
+cli.add_command(train)
+cli.add_command(score)
+cli.add_command(oversight)
+cli.add_command(redteam)
+cli.add_command(evals)
+cli.add_command(assembly)
 bench.add_command(bench_collective)
 bench.add_command(bench_label_cmd)
 

@@ -1,0 +1,1 @@
+"""Evaluation: refusal detection, pairwise win rates and Elo, model comparison, report.html."""
