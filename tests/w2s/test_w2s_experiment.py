@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from charter.cli.w2s import w2s
-from charter.errors import CharterError, ConfigError
+from charter.errors import ConfigError
 from charter.w2s.experiment import W2SConfig, run_experiment
 from charter.w2s.features import features_for
 from charter.w2s.heads import HeadConfig
@@ -74,11 +74,6 @@ def test_bootstrap_through_an_intermediate(tmp_path: Path) -> None:
     assert record["loss"] == "bootstrap" and 0.0 <= record["intermediate_acc"] <= 1.0
     with pytest.raises(ConfigError, match="intermediate"):
         _config(losses=["bootstrap"]).check()
-
-
-def test_finetune_mode_says_not_implemented() -> None:
-    with pytest.raises(CharterError, match="not implemented yet"):
-        _config(mode="finetune").check()
 
 
 def test_feature_cache_is_reused(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`charter w2s`: weak-to-strong generalization experiments (probe mode) and sweeps."""
+"""`charter w2s`: weak-to-strong generalization experiments (probe or finetune) and sweeps."""
 
 from __future__ import annotations
 
@@ -49,7 +49,12 @@ def w2s() -> None:
     default=None,
     help="Train the weak model on at most N rows.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training epochs [probe heads: 20; finetune: 2].",
+)
 @click.option(
     "--alpha-max",
     type=click.FloatRange(0.0, 1.0),
@@ -70,6 +75,12 @@ def w2s() -> None:
     default=None,
     help="Feature cache (default $CHARTER_HOME/features).",
 )
+@click.option(
+    "--finetune-opt",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="finetune mode: lora_r, lora_alpha, lr, batch_size, max_length, target_modules, ...",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run_cmd(
     task_spec: str,
@@ -81,10 +92,11 @@ def run_cmd(
     mode: str,
     intermediate: str | None,
     weak_train_limit: int | None,
-    epochs: int,
+    epochs: int | None,
     alpha_max: float,
     warmup_frac: float,
     cache_dir: Path | None,
+    finetune_opt: tuple[str, ...],
     progress: bool,
 ) -> None:
     """One task, one weak → strong pair, each loss over N seeds.
@@ -94,11 +106,26 @@ def run_cmd(
     """
     import time
 
+    from pydantic import ValidationError
+
+    from charter.cli.options import parse_key_values
+    from charter.errors import ConfigError
     from charter.w2s.experiment import W2SConfig, parse_losses, run_experiment
+    from charter.w2s.finetune import FinetuneConfig
     from charter.w2s.heads import HeadConfig
     from charter.w2s.report import write_report
 
     started = time.perf_counter()
+    ft: dict[str, object] = {"alpha_max": alpha_max, "warmup_frac": warmup_frac}
+    if epochs is not None:
+        ft["epochs"] = epochs
+    ft.update(parse_key_values(finetune_opt, "--finetune-opt"))
+    try:
+        finetune = FinetuneConfig.model_validate(ft)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"--finetune-opt {where}: {err['msg']}") from None
     config = W2SConfig(
         task=task_spec,
         weak=weak,
@@ -106,7 +133,8 @@ def run_cmd(
         losses=parse_losses(losses),
         seeds=list(range(seeds)),
         mode=mode,
-        head=HeadConfig(epochs=epochs, alpha_max=alpha_max, warmup_frac=warmup_frac),
+        head=HeadConfig(epochs=epochs or 20, alpha_max=alpha_max, warmup_frac=warmup_frac),
+        finetune=finetune,
         weak_train_limit=weak_train_limit,
         intermediate=intermediate,
     )

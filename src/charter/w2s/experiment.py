@@ -26,10 +26,11 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
-from charter.errors import CharterError, ConfigError
+from charter.errors import ConfigError
 from charter.records import Strict, stable_id
 from charter.runs import atomic_write_text
 from charter.w2s.features import Features, check_model_spec, features_for_many
+from charter.w2s.finetune import FinetuneConfig, is_finetunable
 from charter.w2s.heads import HeadConfig, LinearHead, one_hot, train_head
 from charter.w2s.losses import LOSSES, LossName, default_losses
 from charter.w2s.pgr import exclusion_reason, performance_gap_recovered
@@ -48,6 +49,7 @@ class W2SConfig(Strict):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     mode: Literal["probe", "finetune"] = "probe"
     head: HeadConfig = Field(default_factory=HeadConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     weak_train_limit: int | None = Field(
         None, ge=2, description="Train the weak model on at most this many rows of half A."
     )
@@ -61,10 +63,17 @@ class W2SConfig(Strict):
         if "bootstrap" in self.losses and self.intermediate is None:
             raise ConfigError("loss `bootstrap` needs an intermediate model (--intermediate SPEC)")
         if self.mode == "finetune":
-            raise CharterError(
-                "finetune mode (LoRA with a classification head) is not implemented yet; "
-                "use --mode probe"
-            )
+            if not is_finetunable(self.strong):
+                raise ConfigError(
+                    f"finetune mode trains the strong model with LoRA, so it must be `embedded` "
+                    f"or `hf:PATH`, not {self.strong!r} (use --mode probe)"
+                )
+            if "bootstrap" in self.losses:
+                raise ConfigError("the bootstrap loss is available in probe mode only")
+
+    def finetuned(self, spec: str) -> bool:
+        """Whether `spec` is trained end to end here (finetune mode, a transformer model)."""
+        return self.mode == "finetune" and is_finetunable(spec)
 
 
 def parse_losses(text: str) -> list[LossName]:
@@ -100,7 +109,7 @@ def config_hash(task: Task, config: W2SConfig, loss: str, seed: int) -> str:
         loss,
         seed,
         config.mode,
-        config.head.model_dump(),
+        config.head.model_dump() if config.mode == "probe" else config.finetune.model_dump(),
         config.weak_train_limit,
         config.intermediate if loss == "bootstrap" else None,
     )
@@ -138,8 +147,46 @@ def _cross_fit_labels(
     return out, heads
 
 
-def _correct(head: LinearHead, x: Features, labels: NDArray[np.int64]) -> NDArray[np.bool_]:
-    pred = (head.predict_proba(x)[:, 1] > 0.5).astype(np.int64)
+Predict = Callable[[NDArray[np.int64]], NDArray[np.float64]]
+
+
+def _fit(
+    config: W2SConfig,
+    task: Task,
+    features: dict[str, Features],
+    spec: str,
+    rows: NDArray[np.int64],
+    targets: NDArray[np.float32],
+    *,
+    loss: str,
+    seed: int,
+    progress: bool,
+    desc: str,
+) -> Predict:
+    """Train `spec` on `rows` → a function giving class probabilities for other rows."""
+    if config.finetuned(spec):
+        from charter.w2s.finetune import finetune_classifier
+
+        clf = finetune_classifier(
+            spec,
+            [task.texts[i] for i in rows],
+            targets,
+            loss=loss,
+            seed=seed,
+            config=config.finetune,
+            progress=progress,
+            desc=desc,
+        )
+        return lambda idx: clf.predict_proba([task.texts[i] for i in idx])
+    x = features[spec]
+    head = train_head(x[rows], targets, loss=loss, seed=seed, config=config.head)
+    return lambda idx: head.predict_proba(x[idx])
+
+
+def _correct(
+    predict: Predict, idx: NDArray[np.int64], labels: NDArray[np.int64]
+) -> NDArray[np.bool_]:
+    pred = (predict(idx)[:, 1] > 0.5).astype(np.int64)
     return np.asarray(pred == labels, dtype=bool)
 
 
@@ -163,6 +210,7 @@ def run_experiment(
     specs = [config.weak, config.strong] + (
         [config.intermediate] if config.intermediate and "bootstrap" in config.losses else []
     )
+    specs = [s for s in specs if not config.finetuned(s)]  # probes need cached features
     results: list[dict[str, Any]] = []
     for seed in config.seeds:
         pending: list[str] = []
@@ -182,7 +230,7 @@ def run_experiment(
                 **(features or {}),
                 **features_for_many(specs, task, cache_dir, progress=progress),
             }
-        for record in _run_seed(config, task, features, seed, pending):
+        for record in _run_seed(config, task, features, seed, pending, progress):
             path = run_path(out, task, config, record["loss"], seed)
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(record, indent=1) + "\n")
@@ -203,7 +251,12 @@ def _load_done(path: Path, expected_hash: str) -> dict[str, Any] | None:
 
 
 def _run_seed(
-    config: W2SConfig, task: Task, features: dict[str, Features], seed: int, losses: list[str]
+    config: W2SConfig,
+    task: Task,
+    features: dict[str, Features],
+    seed: int,
+    losses: list[str],
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     started = time.perf_counter()
     a, b = split_halves(task, seed)
@@ -211,14 +264,29 @@ def _run_seed(
         a = np.sort(np.random.default_rng(seed).choice(a, config.weak_train_limit, replace=False))
     test = task.test_idx
     y = task.labels
-    xw, xs = features[config.weak], features[config.strong]
-    hc = config.head
-    weak = train_head(xw[a], one_hot(y[a]), loss="xent", seed=seed, config=hc)
-    weak_soft = weak.predict_proba(xw[b]).astype(np.float32)
+
+    def fit(
+        spec: str, rows: NDArray[np.int64], targets: NDArray[np.float32], loss: str, desc: str
+    ) -> Predict:
+        return _fit(
+            config,
+            task,
+            features,
+            spec,
+            rows,
+            targets,
+            loss=loss,
+            seed=seed,
+            progress=progress,
+            desc=f"{desc} seed {seed}",
+        )
+
+    weak = fit(config.weak, a, one_hot(y[a]), "xent", "weak")
+    weak_soft = weak(b).astype(np.float32)
     weak_label_acc = float(np.mean((weak_soft[:, 1] > 0.5) == (y[b] == 1)))
-    ceiling = train_head(xs[b], one_hot(y[b]), loss="xent", seed=seed, config=hc)
-    weak_ok = _correct(weak, xw[test], y[test])
-    ceiling_ok = _correct(ceiling, xs[test], y[test])
+    ceiling = fit(config.strong, b, one_hot(y[b]), "xent", "ceiling")
+    weak_ok = _correct(weak, test, y[test])
+    ceiling_ok = _correct(ceiling, test, y[test])
     base_seconds = time.perf_counter() - started
     records = []
     for loss in losses:
@@ -227,15 +295,17 @@ def _run_seed(
         if loss == "bootstrap":
             assert config.intermediate is not None  # checked by config.check()
             xm = features[config.intermediate]
-            labels, mids = _cross_fit_labels(xm[b], weak_soft, seed, hc)
+            labels, mids = _cross_fit_labels(xm[b], weak_soft, seed, config.head)
             extra["intermediate"] = config.intermediate
-            extra["intermediate_acc"] = float(
-                np.mean([_correct(m, xm[test], y[test]).mean() for m in mids])
-            )
-            student = train_head(xs[b], labels, loss="xent", seed=seed, config=hc)
+            accs = []
+            for m in mids:
+                pred = (m.predict_proba(xm[test])[:, 1] > 0.5).astype(np.int64)
+                accs.append(float(np.mean(pred == y[test])))
+            extra["intermediate_acc"] = float(np.mean(accs))
+            student = fit(config.strong, b, labels, "xent", "student bootstrap")
         else:
-            student = train_head(xs[b], weak_soft, loss=loss, seed=seed, config=hc)
-        student_ok = _correct(student, xs[test], y[test])
+            student = fit(config.strong, b, weak_soft, loss, f"student {loss}")
+        student_ok = _correct(student, test, y[test])
         w, s, c = float(weak_ok.mean()), float(student_ok.mean()), float(ceiling_ok.mean())
         reason = exclusion_reason(w, c)
         records.append(
@@ -257,7 +327,8 @@ def _run_seed(
                 "n_b": len(b),
                 "weak_label_acc": weak_label_acc,
                 **extra,
-                "head": hc.model_dump(),
+                "head": config.head.model_dump(),
+                **({"finetune": config.finetune.model_dump()} if config.mode == "finetune" else {}),
                 "weak_train_limit": config.weak_train_limit,
                 "seconds": round(base_seconds + time.perf_counter() - t0, 3),
                 "config_hash": config_hash(task, config, loss, seed),

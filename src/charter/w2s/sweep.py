@@ -28,6 +28,7 @@ from charter.jsonl import describe_validation_error
 from charter.records import Strict
 from charter.w2s.experiment import W2SConfig, run_experiment
 from charter.w2s.features import features_for_many
+from charter.w2s.finetune import FinetuneConfig
 from charter.w2s.heads import HeadConfig
 from charter.w2s.losses import LossName, default_losses
 from charter.w2s.report import write_report
@@ -48,6 +49,7 @@ class SweepConfig(Strict):
     seeds: int | list[int] = 5
     mode: Literal["probe", "finetune"] = "probe"
     head: HeadConfig = Field(default_factory=HeadConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     intermediate: str | None = None
     cache_dir: str | None = None
 
@@ -64,6 +66,7 @@ class SweepConfig(Strict):
                 seeds=self.seed_list(),
                 mode=self.mode,
                 head=self.head,
+                finetune=self.finetune,
                 weak_train_limit=pair.weak_train_limit,
                 intermediate=self.intermediate,
             )
@@ -129,6 +132,7 @@ def run_sweep(config: SweepConfig, *, progress: bool = True) -> tuple[list[dict[
                     else set()
                 )
             )
+            specs = [s for s in specs if not mine[0].finetuned(s)] if mine else specs
             features = features_for_many(specs, task, cache, progress=progress)
             for e in mine:
                 results += run_experiment(
