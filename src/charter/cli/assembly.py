@@ -2,9 +2,85 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
 @click.group()
 def assembly() -> None:
     """Collect statements and votes on the web (a Polis-style public-input app)."""
+
+
+@assembly.command("serve")
+@click.option(
+    "--db",
+    "db_url",
+    default="sqlite:///charter-assembly.db",
+    show_default=True,
+    help="SQLAlchemy URL: a SQLite file (WAL) or postgresql+psycopg://user:pass@host/db.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--participant-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120,
+    show_default=True,
+    help="Writes per minute one participant may make (bursts of a quarter of that).",
+)
+@click.option(
+    "--address-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1200,
+    show_default=True,
+    help="Writes per minute from one IP address (bursts of a quarter of that).",
+)
+@click.option(
+    "--synchronous",
+    type=click.Choice(["FULL", "NORMAL"]),
+    default="FULL",
+    show_default=True,
+    help="SQLite: FULL survives a power cut after each answered vote; NORMAL a process crash.",
+)
+@click.option("--secure-cookies", is_flag=True, help="Mark cookies Secure (serve behind HTTPS).")
+@click.option("--proxy-headers", is_flag=True, help="Trust X-Forwarded-For from 127.0.0.1.")
+def serve(
+    db_url: str,
+    host: str,
+    port: int,
+    participant_rate: float,
+    address_rate: float,
+    synchronous: str,
+    secure_cookies: bool,
+    proxy_headers: bool,
+) -> None:
+    """Serve the participant pages (/c/ID), the admin pages (/admin) and the JSON API (/api,
+    schema at /openapi.json). The admin token is CHARTER_ADMIN_TOKEN, or one generated and
+    printed once at first start (only its hash is stored)."""
+    import uvicorn
+
+    from charter.assembly.app import AssemblySettings, create_app
+    from charter.assembly.security import Rate
+
+    settings = AssemblySettings(
+        db_url=db_url,
+        admin_token=os.environ.get("CHARTER_ADMIN_TOKEN") or None,
+        participant_rate=Rate(participant_rate, max(1, int(participant_rate / 4))),
+        address_rate=Rate(address_rate, max(1, int(address_rate / 4))),
+        synchronous=synchronous,
+        secure_cookies=secure_cookies,
+    )
+    app = create_app(settings)
+    token = app.state.assembly.generated_admin_token
+    if token is not None:
+        click.echo(f"admin token (shown once, stored hashed; keep it): {token}", err=True)
+    click.echo(f"charter assembly on http://{host}:{port}/admin (database {db_url})", err=True)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=proxy_headers,
+        timeout_keep_alive=30,  # browsers and load balancers keep connections longer than 5 s
+    )

@@ -1,0 +1,160 @@
+"""Load: 1,000 participants cast 20,000 votes concurrently against a real server over loopback.
+
+The server is `charter assembly serve` in its own process (SQLite, WAL, synchronous=FULL); the
+participants are asyncio tasks sharing `IN_FLIGHT` keep-alive connections (so at most that many
+requests are open at once). Each participant joins, then votes on 20 of the 40 statements, one
+after the other, interleaved with everyone else. Afterwards the
+Polis export must hold exactly the votes that were answered 200 (nothing lost, nothing doubled),
+and the vote latencies' p50/p95 are printed and written to `ARTIFACTS/load.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import numpy as np
+from assembly_helpers import ADMIN_HEADERS, ARTIFACTS, served
+
+N_PARTICIPANTS = 1000
+VOTES_EACH = 20
+N_STATEMENTS = 40
+IN_FLIGHT = 16
+TIME_LIMIT_S = 300
+
+
+class Loopback:
+    """A minimal HTTP/1.1 keep-alive client over `IN_FLIGHT` sockets: a few microseconds per
+    request where httpx spends milliseconds, so on a 2-core machine the CPU goes to the server
+    under test, not to the load generator."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
+
+    async def open(self, n: int) -> None:
+        for _ in range(n):
+            self._free.put_nowait(await asyncio.open_connection(self.host, self.port))
+
+    async def close(self) -> None:
+        while not self._free.empty():
+            _, writer = self._free.get_nowait()
+            writer.close()
+
+    async def request(
+        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes, float]:
+        """(status, body, seconds from sending to the whole answer)."""
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        head += f"Content-Length: {len(payload)}\r\n\r\n"
+        reader, writer = await self._free.get()
+        try:
+            start = time.perf_counter()
+            writer.write(head.encode() + payload)
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            data = await reader.readexactly(length)
+            elapsed = time.perf_counter() - start
+        finally:
+            self._free.put_nowait((reader, writer))
+        return int(status_line.split()[1]), data, elapsed
+
+
+async def _participant(
+    http: Loopback, cid: int, sids: list[int], rng: random.Random, latencies: list[float]
+) -> frozenset[tuple[str, str]]:
+    status, data, _ = await http.request("POST", f"/api/conversations/{cid}/participants")
+    assert status == 201, data
+    headers = {"X-Participant-Token": json.loads(data)["token"]}
+    sent: set[tuple[str, str]] = set()
+    for sid in rng.sample(sids, VOTES_EACH):
+        vote = rng.choice((-1, 0, 1))
+        body = {"statement_id": sid, "vote": vote}
+        status, data, elapsed = await http.request(
+            "POST", f"/api/conversations/{cid}/votes", body, headers
+        )
+        assert status == 200, data
+        assert json.loads(data) == {"replaced": False}
+        latencies.append(elapsed)
+        sent.add((str(sid), str(vote)))
+        await asyncio.sleep(0)  # let the other participants in between votes
+    return frozenset(sent)
+
+
+async def _crowd(
+    base: str, cid: int, sids: list[int]
+) -> tuple[list[frozenset[tuple[str, str]]], list[float]]:
+    url = httpx.URL(base)
+    http = Loopback(url.host, url.port or 80)
+    await http.open(IN_FLIGHT)
+    latencies: list[float] = []
+    try:
+        tasks = [
+            _participant(http, cid, sids, random.Random(i), latencies)
+            for i in range(N_PARTICIPANTS)
+        ]
+        sent = await asyncio.wait_for(asyncio.gather(*tasks), TIME_LIMIT_S)
+    finally:
+        await http.close()
+    return list(sent), latencies
+
+
+def test_1000_participants_20000_votes_nothing_lost_or_doubled(tmp_path: Path) -> None:
+    db = tmp_path / "load.db"
+    with served(db, "--address-rate", "1000000000") as base:
+        seeds = [f"Load statement {i}" for i in range(N_STATEMENTS)]
+        r = httpx.post(f"{base}/api/conversations", headers=ADMIN_HEADERS,
+                       json={"topic": "load", "seed_statements": seeds})  # fmt: skip
+        cid = r.json()["id"]
+        sids = [s["statement_id"] for s in httpx.get(
+            f"{base}/api/conversations/{cid}/statements", headers=ADMIN_HEADERS
+        ).json()]  # fmt: skip
+        start = time.perf_counter()
+        sent, latencies = asyncio.run(_crowd(base, cid, sids))
+        wall = time.perf_counter() - start
+        export = httpx.get(
+            f"{base}/api/conversations/{cid}/export/votes.csv", headers=ADMIN_HEADERS, timeout=60
+        ).text
+
+    rows = list(csv.DictReader(io.StringIO(export)))
+    assert len(latencies) == N_PARTICIPANTS * VOTES_EACH
+    assert len(rows) == N_PARTICIPANTS * VOTES_EACH  # nothing lost, nothing doubled
+    pairs = Counter((row["voter-id"], row["comment-id"]) for row in rows)
+    assert max(pairs.values()) == 1
+    exported: dict[str, set[tuple[str, str]]] = {}
+    for row in rows:
+        exported.setdefault(row["voter-id"], set()).add((row["comment-id"], row["vote"]))
+    # each participant's votes, as sent, are one participant's votes in the export
+    assert Counter(frozenset(v) for v in exported.values()) == Counter(sent)
+
+    p50, p95 = (float(np.percentile(latencies, q) * 1000) for q in (50, 95))
+    result = {
+        "participants": N_PARTICIPANTS,
+        "votes": len(latencies),
+        "requests": N_PARTICIPANTS * (1 + VOTES_EACH),
+        "in_flight": IN_FLIGHT,
+        "wall_s": round(wall, 1),
+        "votes_per_s": round(len(latencies) / wall, 1),
+        "vote_p50_ms": round(p50, 1),
+        "vote_p95_ms": round(p95, 1),
+    }
+    print("assembly load:", json.dumps(result))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "load.json").write_text(json.dumps(result, indent=1) + "\n")
