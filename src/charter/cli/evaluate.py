@@ -1,18 +1,196 @@
-"""`charter evaluate`: evaluations of models; `evaluate mc` for multiple-choice labelling evals."""
+"""`charter evaluate`: compare models on held-out prompts (`--models ...`), or evaluate a
+labeller on multiple-choice evals (`evaluate mc`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from charter.cli.options import parse_key_values
 
 
-@click.group()
-def evaluate() -> None:
-    """Evaluate models (multiple-choice labelling evals: `evaluate mc`)."""
+def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
+    """`("base=embedded",)` → `{"base": "embedded"}`, in the order given."""
+    from charter.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, spec = value.partition("=")
+        if not sep or not name.strip() or not spec.strip():
+            raise ConfigError(f"{flag} {value!r}: expected NAME=SPEC")
+        if name.strip() in out:
+            raise ConfigError(f"{flag}: {name.strip()!r} is given twice")
+        out[name.strip()] = spec.strip()
+    return out
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--models",
+    "model_args",
+    multiple=True,
+    metavar="NAME=SPEC",
+    help="A model to compare (repeat; the first is the Elo anchor), e.g. base=embedded.",
+)
+@click.option(
+    "--prompts",
+    "prompt_args",
+    multiple=True,
+    metavar="SET=SPEC",
+    help="red-team, borderline or helpful = builtin:NAME or a JSONL file (repeat). "
+    "Default: the three builtin sets.",
+)
+@click.option(
+    "--judge",
+    default="embedded",
+    show_default=True,
+    help="Backend that judges pairs ('none' skips win rates and Elo).",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--lang", "langs", multiple=True, type=click.Choice(["en", "ar"]), help="Repeat; default en."
+)
+@click.option(
+    "--split", type=click.Choice(["train", "eval", "all"]), default="eval", show_default=True
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="N prompts per set/lang.")
+@click.option("--constitution", "constitution_spec", default="udhr", show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--principles-per-pair", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--mc",
+    "mc_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A multiple-choice eval file (format of `evaluate mc`); each model's accuracy.",
+)
+@click.option("--rm", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--backend-opt",
+    multiple=True,
+    metavar="NAME.KEY=VALUE",
+    help="An option for one model's backend (or judge.KEY=VALUE).",
+)
+@click.option("--resume", is_flag=True, help="Continue the evaluation in --out.")
+@click.option("--report/--no-report", default=True, show_default=True, help="Write report.html.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json's summary as JSON.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.pass_context
+def evaluate(
+    ctx: click.Context,
+    model_args: tuple[str, ...],
+    prompt_args: tuple[str, ...],
+    judge: str,
+    out: Path | None,
+    langs: tuple[str, ...],
+    split: str,
+    limit: int | None,
+    constitution_spec: str,
+    max_new_tokens: int,
+    batch_size: int,
+    principles_per_pair: int,
+    n_boot: int,
+    seed: int,
+    mc_files: tuple[Path, ...],
+    rm: Path | None,
+    backend_opt: tuple[str, ...],
+    resume: bool,
+    report: bool,
+    as_json: bool,
+    progress: bool,
+) -> None:
+    """Compare models: harmful compliance, over-refusal, pairwise win rates and Elo.
+
+    \b
+    charter evaluate --models base=embedded --models sl=hf:runs/x/train/sft/merged \\
+        --judge embedded --out runs/x/eval
+    writes answers, judgements, metrics.json, samples.jsonl and report.html into --out.
+    `charter evaluate mc --data FILE` evaluates a labeller on multiple-choice evals.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from charter.errors import ConfigError
+
+    if not model_args:
+        raise click.UsageError(
+            "give --models NAME=SPEC (at least one) and --out DIR, or a subcommand (mc)"
+        )
+    if out is None:
+        raise click.UsageError("--out DIR is required with --models")
+    from pydantic import ValidationError
+
+    from charter.evaluate.compare import DEFAULT_PROMPTS, EvalOptions, evaluate_models
+    from charter.jsonl import describe_validation_error
+
+    options: dict[str, dict[str, Any]] = {}
+    for key, value in parse_key_values(backend_opt, "--backend-opt").items():
+        name, dot, opt = key.partition(".")
+        if not dot or not opt:
+            raise ConfigError(f"--backend-opt {key!r}: expected NAME.KEY=VALUE")
+        options.setdefault(name, {})[opt] = value
+    try:
+        opts = EvalOptions(
+            models=_pairs(model_args, "--models"),
+            prompts=_pairs(prompt_args, "--prompts") if prompt_args else dict(DEFAULT_PROMPTS),
+            langs=list(langs) or ["en"],
+            split=split,
+            limit=limit,
+            judge=None if judge.lower() == "none" else judge,
+            constitution=constitution_spec,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            seed=seed,
+            mc=[str(p) for p in mc_files],
+            rm=str(rm) if rm is not None else None,
+            backend_options=options,
+            principles_per_pair=principles_per_pair,
+            n_boot=n_boot,
+        )
+    except ValidationError as e:
+        raise ConfigError(f"charter evaluate: {describe_validation_error(e)}") from None
+    metrics = evaluate_models(opts, out, progress=progress and not as_json, resume=resume)
+    if report:
+        from charter.evaluate.report import write_report
+
+        write_report(eval_dir=out, out=out / "report.html")
+    if as_json:
+        click.echo(json.dumps({"out": str(out), "models": metrics["models"]}))
+        return
+    click.echo(summary_table(metrics))
+    click.echo(f"{out / 'metrics.json'}" + (f", {out / 'report.html'}" if report else ""))
+
+
+def _fmt(x: dict[str, Any] | None) -> str:
+    if not x or x.get("rate", x.get("rating")) is None:
+        return "–"
+    if "rate" in x:
+        return f"{x['rate']:.0%} [{x['ci_low']:.0%}, {x['ci_high']:.0%}] n={x['n']}"
+    return f"{x['rating']:+.0f} [{x['ci_low']:+.0f}, {x['ci_high']:+.0f}]"
+
+
+def summary_table(metrics: dict[str, Any]) -> str:
+    """The terminal summary: one row per model."""
+    head = ("model", "harmful compliance", "over-refusal", "Elo harmless", "Elo helpful")
+    rows = [head]
+    for name, m in metrics["models"].items():
+        elo = m.get("elo", {})
+        rows.append(
+            (
+                name,
+                _fmt(m["harmful_compliance"]),
+                _fmt(m["over_refusal"]),
+                _fmt(elo.get("harmlessness")),
+                _fmt(elo.get("helpfulness")),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
 @evaluate.command("mc")
