@@ -193,11 +193,15 @@ def test_sigkill_then_resume_answers_every_prompt_exactly_once(tmp_path: Path) -
     assert f"({done_before} already done)" in r.stdout
 
 
+ONLY_GENERATE = ("sl", "label", "train", "evaluate")  # the pipeline's other stages: test_pipeline
+
+
 def test_run_with_config_and_overrides(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "p.jsonl", 3)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         f"runs_dir: {tmp_path / 'runs'}\nprompts: {prompts}\ngeneration:\n  backend: fake\n"
+        + "".join(f"{stage}:\n  enabled: false\n" for stage in ONLY_GENERATE)
     )
     r = run_cli(["run", "--preset", "quick", "--config", str(cfg), "--name", "t", "--no-progress"])
     assert r.returncode == 0, r.stderr
@@ -238,6 +242,7 @@ def test_quick_run_on_the_embedded_model(tmp_path: Path) -> None:
             f"runs_dir={tmp_path}",
             "--set",
             "generation.max_new_tokens=16",
+            *[a for stage in ONLY_GENERATE for a in ("--set", f"{stage}.enabled=false")],
             "--no-progress",
         ]
     )

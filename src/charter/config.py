@@ -50,6 +50,66 @@ class RunSLConfig(SLConfig):
     limit: int | None = Field(None, ge=1)
 
 
+class RoleConfig(Strict):
+    """A model role other than the policy: `None` means the policy's backend and options."""
+
+    backend: str | None = Field(None, description="Backend spec; empty = the policy's.")
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunLabelConfig(Strict):
+    """The RL-CAI labelling stage of `charter run`: policy pairs labelled by `feedback`."""
+
+    enabled: bool = True
+    prompts: str = Field("builtin:red-team", description="Prompts whose answer pairs are labelled.")
+    split: Literal["train", "eval", "all"] = "train"
+    limit: int | None = Field(None, ge=1)
+    lang: Literal["en", "ar"] = "en"
+    principles_per_pair: int = Field(4, ge=1)
+    few_shot: int = Field(2, ge=0)
+    chunk_size: int = Field(32, ge=1)
+    max_new_tokens: int = Field(128, ge=1)
+    temperature: float = Field(0.8, gt=0.0)
+
+
+class RunTrainConfig(Strict):
+    """The training stage: SFT on the SL-CAI revisions, then DPO on the AI labels.
+
+    `sft` and `dpo` are passed to `charter.train.SFTOptions` / `DPOOptions` (see `charter train
+    sft --help`); data, output folders and the model are filled in by the run.
+    """
+
+    enabled: bool = True
+    model: str | None = Field(
+        None, description="Trainable base model (embedded or hf:PATH); empty = the policy."
+    )
+    sft: dict[str, Any] = Field(default_factory=dict)
+    dpo: dict[str, Any] = Field(default_factory=dict)
+
+
+EVAL_LANGS: tuple[Literal["en", "ar"], ...] = ("en", "ar")
+
+
+class RunEvalConfig(Strict):
+    """The evaluation stage: base vs SL-CAI vs RL-CAI models on held-out prompts."""
+
+    enabled: bool = True
+    prompts: dict[str, str] = Field(
+        default_factory=lambda: {
+            "red-team": "builtin:red-team",
+            "borderline": "builtin:borderline",
+            "helpful": "builtin:helpful",
+        }
+    )
+    langs: list[Literal["en", "ar"]] = Field(default_factory=lambda: list(EVAL_LANGS))
+    split: Literal["train", "eval", "all"] = "eval"
+    limit: int | None = Field(None, ge=1, description="At most N prompts per set and language.")
+    max_new_tokens: int = Field(128, ge=1)
+    mc: list[str] = Field(default_factory=list, description="Multiple-choice eval files.")
+    principles_per_pair: int = Field(4, ge=1, description="Judge: principles asked per pair.")
+    few_shot: int = Field(2, ge=0, description="Judge: labelling examples per question.")
+
+
 class RunConfig(Strict):
     """Everything a `charter run` depends on; written resolved to the run folder's config.yaml."""
 
@@ -63,19 +123,53 @@ class RunConfig(Strict):
         "udhr", description="Builtin name, YAML/JSON file, or collective:DIR."
     )
     sl: RunSLConfig = Field(default_factory=RunSLConfig)
+    feedback: RoleConfig = Field(default_factory=RoleConfig)
+    judge: RoleConfig = Field(default_factory=RoleConfig)
+    label: RunLabelConfig = Field(default_factory=RunLabelConfig)
+    train: RunTrainConfig = Field(default_factory=RunTrainConfig)
+    evaluate: RunEvalConfig = Field(default_factory=RunEvalConfig)
+
+    def role(self, name: Literal["policy", "feedback", "judge"]) -> tuple[str, dict[str, Any]]:
+        """The backend spec and options of a role (feedback and judge default to the policy)."""
+        if name != "policy":
+            role: RoleConfig = getattr(self, name)
+            if role.backend:
+                return role.backend, dict(role.backend_options)
+        return self.generation.backend, dict(self.generation.backend_options)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Minutes on a laptop CPU: the builtin demo prompts, short answers.
+    # Minutes on a 2-core CPU (`make run`): small stages, short answers, a few training steps.
+    # Enough to exercise every stage and produce a report; too little data to move the model.
     "quick": {
         "name": "quick",
         "generation": {"max_new_tokens": 64, "batch_size": 8},
-        "sl": {"limit": 8, "rounds": 1, "few_shot": 1, "chunk_size": 8},
+        "sl": {"limit": 16, "rounds": 1, "few_shot": 1, "chunk_size": 16},
+        "label": {
+            "limit": 16,
+            "principles_per_pair": 2,
+            "few_shot": 1,
+            "chunk_size": 16,
+            "max_new_tokens": 64,
+        },
+        "train": {
+            "sft": {"max_steps": 8, "batch_size": 4, "max_length": 384},
+            "dpo": {"max_steps": 8, "batch_size": 2, "max_length": 384},
+        },
+        "evaluate": {
+            "limit": 4,
+            "max_new_tokens": 64,
+            "principles_per_pair": 1,
+            "few_shot": 1,
+        },
     },
+    # For real experiments: every train-split red-team prompt, two revision rounds, the whole
+    # eval split in English and Arabic. Hours on a CPU; use a GPU or an OpenAI-compatible server.
     "default": {
         "name": "default",
         "generation": {"max_new_tokens": 256, "batch_size": 16},
         "sl": {"rounds": 2, "few_shot": 1, "chunk_size": 32},
+        "train": {"sft": {"epochs": 2}, "dpo": {"epochs": 1}},
     },
 }
 

@@ -1,4 +1,4 @@
-"""`charter generate` (one stage) and `charter run` (the pipeline, so far its generate stage)."""
+"""`charter generate` (one stage) and `charter run` (the whole pipeline, in charter.pipeline)."""
 
 from __future__ import annotations
 
@@ -113,7 +113,10 @@ def generate(
 
 @click.command()
 @click.option(
-    "--preset", type=click.Choice(["quick", "default"]), default="default", show_default=True
+    "--preset",
+    type=click.Choice(["quick", "default"]),
+    default=None,
+    help="Settings preset [default: default; with --resume, the run's own config].",
 )
 @click.option(
     "--config",
@@ -136,76 +139,69 @@ def generate(
     default=None,
     help="Builtin name, YAML/JSON file or collective:DIR (overrides the config's).",
 )
+@click.option("--policy", default=None, help="Backend spec of the policy (generation.backend).")
+@click.option("--feedback", default=None, help="Backend spec of the AI-feedback labeller.")
+@click.option("--judge", default=None, help="Backend spec of the evaluation judge.")
+@click.option("--runs-dir", default=None, help="Folder that holds run folders (default: runs).")
 @click.option("--resume", is_flag=True, help="Continue the run, skipping finished work.")
 @click.option("--overwrite", is_flag=True, help="Delete the run folder and start again.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run(
-    preset: str,
+    preset: str | None,
     config_file: Path | None,
     overrides: tuple[str, ...],
     name: str | None,
     constitution_spec: str | None,
+    policy: str | None,
+    feedback: str | None,
+    judge: str | None,
+    runs_dir: str | None,
     resume: bool,
     overwrite: bool,
     progress: bool,
 ) -> None:
-    """Run the pipeline into runs/NAME/ (config.yaml, manifest.json, stage outputs).
+    """The whole CAI pipeline into runs/NAME/: constitution → prompts → generate → sl → label →
+    train (SFT, then DPO on the soft AI labels) → evaluate (base vs SL-CAI vs RL-CAI) → report.html.
 
-    Stages so far: `generate` (the policy's answers to `prompts`, in generations.jsonl) and `sl`
-    (SL-CAI critique → revision of red-team prompts under the constitution, in sl/).
+    Every stage is resumable: after a crash or Ctrl-C, `charter run --resume --name NAME`
+    continues with the run's own config and skips finished stages. Each role (policy, feedback,
+    judge) takes any backend spec, e.g. `--judge openai:http://localhost:8000/v1#MODEL`.
     """
-    from charter.backends import check_spec
     from charter.config import load_config
-    from charter.constitution.load import load_constitution
-    from charter.data import load_prompts
-    from charter.generate import generate_stage
-    from charter.runs import RunFolder
-    from charter.sl import SLConfig, sl_stage
+    from charter.pipeline import load_run_config, run_pipeline, summary_table
 
-    cfg = load_config(preset, config_file, overrides)
-    if name:
-        cfg = cfg.model_copy(update={"name": name})
-    if constitution_spec:
-        cfg = cfg.model_copy(update={"constitution": constitution_spec})
-    check_spec(cfg.generation.backend)
-    prompts = load_prompts(cfg.prompts)[: cfg.limit]
-    constitution = load_constitution(cfg.constitution)
-    sl_split = None if cfg.sl.split == "all" else cfg.sl.split
-    red_team = load_prompts(cfg.sl.prompts, lang=cfg.sl.lang, split=sl_split)[: cfg.sl.limit]
-    helpful = (
-        load_prompts(cfg.sl.helpful_prompts, lang=cfg.sl.lang, split=sl_split)
-        if cfg.sl.helpful_ratio > 0
-        else []
-    )
-    out = Path(cfg.runs_dir) / cfg.name
-    folder = RunFolder.open(out, cfg.model_dump(mode="json"), resume=resume, overwrite=overwrite)
-    gen = cfg.generation
-    summary = generate_stage(
-        folder,
-        prompts,
-        gen.backend,
-        gen.backend_options,
-        gen.sampling(cfg.seed),
-        batch_size=gen.batch_size,
-        progress=progress,
-    )
-    _report(summary, out, folder.discarded)
-    if cfg.sl.enabled:
-        sl_cfg = SLConfig.model_validate(cfg.sl.model_dump(include=set(SLConfig.model_fields)))
-        result = sl_stage(
-            folder,
-            red_team,
-            helpful,
-            gen.backend,
-            gen.backend_options,
-            constitution,
-            sl_cfg,
-            gen.sampling(cfg.seed),
-            batch_size=gen.batch_size,
-            progress=progress,
-            prefix="sl/",
+    role_sets = [
+        f"{key}={value}"
+        for key, value in (
+            ("generation.backend", policy),
+            ("feedback.backend", feedback),
+            ("judge.backend", judge),
+            ("constitution", constitution_spec),
+            ("runs_dir", runs_dir),
+            ("name", name),
         )
+        if value
+    ]
+    given = preset is not None or config_file is not None or bool(overrides)
+    if resume and not given and name:
+        # Resume exactly what ran: the folder's own resolved config, plus role/constitution flags.
+        folder = Path(runs_dir or "runs") / name
+        if (folder / "config.yaml").exists():
+            from charter.config import deep_merge, parse_override
+
+            base = load_run_config(folder).model_dump(mode="json")
+            for text in role_sets:
+                base = deep_merge(base, parse_override(text))
+            from charter.config import RunConfig
+
+            cfg = RunConfig.model_validate(base)
+        else:
+            cfg = load_config(preset or "default", None, tuple(role_sets))
+    else:
+        cfg = load_config(preset or "default", config_file, (*overrides, *role_sets))
+    result = run_pipeline(cfg, resume=resume, overwrite=overwrite, progress=progress)
+    if result.discarded:
         click.echo(
-            f"{out / 'sl'}: {result['n_samples']} SL-CAI samples, {result['n_revised']} revised "
-            f"(acceptance rate {result['acceptance_rate']:.2f}), {result['n_sft']} SFT rows"
+            f"inputs changed since the last run: redid stage(s) {', '.join(result.discarded)}"
         )
+    click.echo(summary_table(result))

@@ -1,0 +1,158 @@
+"""`charter run`: the whole pipeline in one run folder, its stage bookkeeping, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from charter.config import load_config
+from charter.errors import CharterError, ConfigError
+from charter.pipeline import check_config, trainable_model
+from conftest import run_cli
+
+# The fake policy answers instantly (or with a delay per call); training needs real weights, so
+# these runs stop before it; the slow test below runs every stage on the embedded model.
+FAST = [
+    "generation.backend=fake",
+    "train.enabled=false",
+    "sl.limit=4",
+    "label.limit=4",
+    "label.principles_per_pair=1",
+    "evaluate.limit=2",
+    "evaluate.max_new_tokens=16",
+]
+
+
+def _sets(items: list[str]) -> list[str]:
+    return [a for item in items for a in ("--set", item)]
+
+
+def _manifest(root: Path) -> dict[str, dict[str, object]]:
+    stages: dict[str, dict[str, object]] = json.loads((root / "manifest.json").read_text())[
+        "stages"
+    ]
+    return stages
+
+
+def test_roles_and_training_model_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    cfg = load_config("quick", None, ["generation.backend=openai:http://127.0.0.1:9/v1#m"])
+    with pytest.raises(ConfigError, match=r"train\.model"):
+        trainable_model(cfg)
+    ok = load_config(
+        "quick",
+        None,
+        ["generation.backend=openai:http://127.0.0.1:9/v1#m", "train.model=embedded"],
+    )
+    assert trainable_model(ok) == "embedded"
+    assert ok.role("judge")[0].startswith("openai:")  # judge and feedback default to the policy
+    with pytest.raises(CharterError, match=r"unknown backend spec"):
+        check_config(load_config("quick", None, ["judge.backend=nonsense:x"]))
+    with pytest.raises(ConfigError, match=r"train\.sft\.learning_rate"):
+        check_config(load_config("quick", None, ["train.sft.learning_rate=-1"]))
+    r = run_cli(["run", "--preset", "quick", "--runs-dir", str(tmp_path), "--judge", "nonsense:x"])
+    assert r.returncode == 2 and not (tmp_path / "quick").exists(), r.stderr
+
+
+def test_fake_pipeline_writes_every_stage_and_resumes_without_redoing(tmp_path: Path) -> None:
+    args = ["run", "--preset", "quick", "--runs-dir", str(tmp_path), "--no-progress"]
+    r = run_cli([*args, *_sets(FAST)], timeout=600)
+    assert r.returncode == 0, r.stderr
+    root = tmp_path / "quick"
+    for name in ("constitution.yaml", "prompts.jsonl", "generations.jsonl", "report.html"):
+        assert (root / name).exists(), name
+    assert (root / "sl" / "sft.jsonl").exists() and (root / "label" / "prefs.jsonl").exists()
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"base"}
+    stages = _manifest(root)
+    assert all(s["status"] == "complete" for s in stages.values()), stages
+    assert {
+        "constitution",
+        "prompts",
+        "generate",
+        "sl/sl",
+        "label/pairs",
+        "label/label",
+        "evaluate",
+    } <= set(stages)
+    assert "harmful compliance" in r.stdout and "evaluate" in r.stdout
+    # Resuming by name alone reuses the run's config: nothing is redone.
+    again = run_cli(["run", "--resume", "--name", "quick", "--runs-dir", str(tmp_path)])
+    assert again.returncode == 0, again.stderr
+    assert _manifest(root) == stages
+    assert again.stdout.count("already complete") >= 6
+
+
+def test_kill_mid_stage_then_resume_finishes_without_redoing_finished_stages(
+    tmp_path: Path,
+) -> None:
+    sets = [*FAST, "generation.backend_options.delay=0.4", "generation.batch_size=1"]
+    cmd = [sys.executable, "-m", "charter", "run", "--preset", "quick"]
+    cmd += ["--runs-dir", str(tmp_path), "--no-progress", *_sets(sets)]
+    proc = subprocess.Popen(
+        cmd, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    root = tmp_path / "quick"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if (root / "manifest.json").exists():
+            stage = _manifest(root).get("sl/sl", {})
+            if stage.get("status") == "running" and (root / "sl" / "samples.jsonl").exists():
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _manifest(root)
+    assert before["sl/sl"]["status"] == "running", before
+    assert before["generate"]["status"] == "complete"
+    r = run_cli(["run", "--resume", "--name", "quick", "--runs-dir", str(tmp_path)], timeout=600)
+    assert r.returncode == 0, r.stderr
+    after = _manifest(root)
+    assert after["generate"] == before["generate"]  # finished before the kill: not redone
+    assert all(s["status"] == "complete" for s in after.values())
+    samples = (root / "sl" / "samples.jsonl").read_text().splitlines()
+    ids = [json.loads(line)["id"] for line in samples]
+    assert len(ids) == len(set(ids)) == 4
+    assert (root / "report.html").exists()
+
+
+def test_changed_config_redoes_that_stage_and_everything_after(tmp_path: Path) -> None:
+    args = ["run", "--preset", "quick", "--runs-dir", str(tmp_path), "--no-progress"]
+    assert run_cli([*args, *_sets(FAST)], timeout=600).returncode == 0
+    r = run_cli([*args, "--resume", *_sets([*FAST, "label.principles_per_pair=2"])], timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "redid stage(s) label/label" in r.stdout and "evaluate" in r.stdout.split("redid")[1]
+    assert "sl/sl" not in r.stdout.split("redid")[1].splitlines()[0]
+
+
+@pytest.mark.slow
+def test_whole_pipeline_on_the_embedded_model(tmp_path: Path) -> None:
+    """What `make run` does, smaller: every stage, training included, on SmolLM2-135M."""
+    small = [
+        "sl.limit=4",
+        "label.limit=4",
+        "label.principles_per_pair=1",
+        "train.sft.max_steps=2",
+        "train.dpo.max_steps=2",
+        "evaluate.limit=1",
+        "evaluate.max_new_tokens=16",
+        "generation.max_new_tokens=24",
+    ]
+    r = run_cli(
+        ["run", "--preset", "quick", "--runs-dir", str(tmp_path), "--no-progress", *_sets(small)],
+        timeout=1800,
+    )
+    assert r.returncode == 0, r.stderr
+    root = tmp_path / "quick"
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"base", "sl-cai", "rl-cai"}
+    for m in metrics["models"].values():
+        assert {"harmful_compliance", "over_refusal", "elo"} <= set(m)
+    assert (root / "train" / "dpo" / "merged").is_dir()
+    assert "<html" in (root / "report.html").read_text(encoding="utf-8").lower()
