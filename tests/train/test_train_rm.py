@@ -73,6 +73,7 @@ def test_soft_targets_are_cross_entropy_and_trl_loss_at_p_one(
 
 def test_train_rm_then_score(tmp_path: Path, tiny_model_dir: Path) -> None:
     from charter.cli.train import score, train
+    from charter.train.rm import score_rows
 
     data = tmp_path / "prefs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows([0.9, 0.8, 1.0, 0.7] * 2)))
@@ -94,6 +95,12 @@ def test_train_rm_then_score(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert summary["pairs"] == 8 and summary["accuracy"] >= 0.75 and summary["mean_margin"] > 0
     scores = [json.loads(line) for line in scored.read_text().splitlines()]
     assert all(0 < s["p_chosen_rm"] < 1 for s in scores)
+    # A reward does not depend on what else is in the batch (padding is never read).
+    one, _ = score_rows(out, data, batch_size=1)
+    many, _ = score_rows(out, data, batch_size=16)
+    for a, b in zip(one, many, strict=True):
+        assert a["reward_chosen"] == pytest.approx(b["reward_chosen"], abs=1e-4)
+        assert a["reward_rejected"] == pytest.approx(b["reward_rejected"], abs=1e-4)
     # Chats (messages ending with an answer) get one reward each.
     chats = tmp_path / "chats.jsonl"
     chats.write_text(

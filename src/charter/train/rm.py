@@ -257,6 +257,9 @@ def score_rows(
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    # The classifier reads the last token that is not `config.pad_token_id`: it must be the id we
+    # pad with, or a padded row is read at a pad position and its reward depends on the batch.
+    model.config.pad_token_id = pad
     chats = [(i, key, chat) for i, (_, d) in enumerate(rows) for key, chat in d.items()]
     rewards: dict[tuple[int, str], float] = {}
     for start in range(0, len(chats), batch_size):
