@@ -92,7 +92,9 @@ def test_fake_pipeline_writes_every_stage_and_resumes_without_redoing(tmp_path: 
 def test_kill_mid_stage_then_resume_finishes_without_redoing_finished_stages(
     tmp_path: Path,
 ) -> None:
+    # One prompt per SL chunk, so samples land one by one while the stage is still running.
     sets = [*FAST, "generation.backend_options.delay=0.4", "generation.batch_size=1"]
+    sets += ["sl.chunk_size=1"]
     cmd = [sys.executable, "-m", "charter", "run", "--preset", "quick"]
     cmd += ["--runs-dir", str(tmp_path), "--no-progress", *_sets(sets)]
     proc = subprocess.Popen(
