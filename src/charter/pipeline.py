@@ -20,7 +20,7 @@ from typing import Any
 from charter.config import RunConfig
 from charter.errors import CharterError, ConfigError
 from charter.records import PromptRecord, stable_id
-from charter.runs import RunFolder, atomic_write_text
+from charter.runs import RunFolder, atomic_write_text, file_sha256
 
 TRAINABLE_PREFIXES = ("embedded", "hf:")
 
@@ -41,13 +41,6 @@ class PipelineResult:
     stages: list[StageResult] = field(default_factory=list)
     metrics: dict[str, Any] | None = None
     discarded: list[str] = field(default_factory=list)
-
-
-def file_sha(path: Path) -> str:
-    """sha256 of a file's bytes (the identity of a stage's input file)."""
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
 
 
 def _tracked(
@@ -293,7 +286,7 @@ def run_pipeline(
             ("train/sft", sft_opts, train_sft, root / "sl" / "sft.jsonl"),
             ("train/dpo", dpo_opts, train_dpo, root / "label" / "prefs.jsonl"),
         ):
-            digest = stable_id(opts.model_dump(mode="json"), file_sha(data), length=64)
+            digest = stable_id(opts.model_dump(mode="json"), file_sha256(data), length=64)
             if name == "train/dpo":  # the DPO base is the SFT model: its weights are an input
                 digest = stable_id(digest, _stage_hash(run, "train/sft"), length=64)
             out = Path(opts.out)

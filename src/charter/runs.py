@@ -9,6 +9,7 @@ run therefore loses at most the batch in flight, and `--resume` skips every id a
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -44,6 +45,15 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes: the identity of an input file in configs and manifests."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -22,7 +22,6 @@ from charter.evaluate.refusal import (
     ValidationAnswer,
     arabic_share,
     data_path,
-    file_sha256,
     load_classifier,
     load_training_data,
     load_validation_data,
@@ -32,6 +31,7 @@ from charter.evaluate.refusal import (
     score,
     train_classifier,
 )
+from charter.runs import file_sha256
 
 # One text per pattern that it (and no earlier pattern) must match.
 PATTERN_EXAMPLES = {

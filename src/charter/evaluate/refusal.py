@@ -58,6 +58,7 @@ from pydantic import Field, ValidationError
 from charter.errors import InputError
 from charter.jsonl import describe_validation_error, iter_jsonl_lines
 from charter.records import Strict
+from charter.runs import file_sha256
 
 __all__ = [
     "PATTERNS",
@@ -365,10 +366,6 @@ def load_training_data(path: Path | None = None) -> list[TrainingExample]:
 def load_validation_data(path: Path | None = None) -> list[ValidationAnswer]:
     """The hand-labelled model answers (default: the packaged `refusal_validation.jsonl`)."""
     return _read_rows(path or data_path("refusal_validation.jsonl"), ValidationAnswer)
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def train_classifier(

@@ -8,7 +8,6 @@ half-written metrics file or merged folder behind.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -16,21 +15,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from charter.runs import atomic_write_text, now_iso, package_versions
+from charter.runs import atomic_write_text, file_sha256, now_iso, package_versions
 from charter.train.common import ADAPTER, MERGED, TrainOptions
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
 LOSS_CSV = "loss.csv"
 LOSS_PNG = "loss.png"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_run_config(
