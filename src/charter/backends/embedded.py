@@ -12,12 +12,18 @@ from charter.models import ensure_embedded_model
 
 class EmbeddedBackend(HFBackend):
     def __init__(
-        self, *, batch_size: int = 16, device: str | None = None, dtype: str | None = None
+        self,
+        *,
+        batch_size: int = 16,
+        device: str | None = None,
+        dtype: str | None = None,
+        prefix_cache: bool | str = True,
     ) -> None:
         super().__init__(
             str(ensure_embedded_model()),
             batch_size=batch_size,
             device=device,
             dtype=dtype,
+            prefix_cache=prefix_cache,
             spec="embedded",
         )

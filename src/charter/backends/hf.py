@@ -9,6 +9,7 @@ prefix once, from whose KV cache the rest of every row is computed.
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -60,7 +61,11 @@ def _dtype_for(device: str, dtype: str | None) -> torch.dtype:
 
 
 class HFBackend:
-    """A causal LM loaded with `AutoModelForCausalLM`. Options: `batch_size`, `device`, `dtype`."""
+    """A causal LM loaded with `AutoModelForCausalLM`. Options: `batch_size`, `device`, `dtype`,
+    `prefix_cache` (default true: a batch's shared prompt prefix is computed once)."""
+
+    # Shorter shared prefixes are not worth a separate forward pass.
+    min_shared_prefix = 16
 
     def __init__(
         self,
@@ -69,6 +74,7 @@ class HFBackend:
         batch_size: int = 16,
         device: str | None = None,
         dtype: str | None = None,
+        prefix_cache: bool | str = True,
         spec: str | None = None,
     ) -> None:
         import torch
@@ -81,6 +87,7 @@ class HFBackend:
             raise BackendError(f"batch_size must be at least 1, got {batch_size}")
         self.spec = spec or f"hf:{path}"
         self.batch_size = int(batch_size)
+        self.prefix_cache = _flag(prefix_cache, "prefix_cache")
         self.device = pick_device(device)
         local = Path(path).expanduser()
         source = str(local) if local.exists() else path
@@ -171,20 +178,95 @@ class HFBackend:
     def generate(self, requests: Sequence[Sequence[Message]], params: Sampling) -> list[Completion]:
         torch = self._torch
         encoded = [self.encode_chat(chat) for chat in requests]
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        if self.prefix_cache:
+            order, shared = prefix_groups(encoded, self.min_shared_prefix)
+        else:
+            order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+            shared = [0] * len(encoded)
         results: list[Completion | None] = [None] * len(encoded)
         kwargs = self.generation_kwargs(params)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            ids, mask = self._left_pad([encoded[i] for i in batch])
+            rows = [encoded[i] for i in batch]
+            ids, mask, cache, _ = self._cached_inputs(rows, [shared[i] for i in batch])
+            inputs = {"input_ids": ids, "attention_mask": mask}
+            if cache is not None:
+                inputs[self._cache_kwarg()] = cache
             # Seeded per batch from its contents, so a rerun of the same batch samples the same.
-            torch.manual_seed(int(stable_id(params.seed, [encoded[i] for i in batch]), 16) % 2**63)
+            torch.manual_seed(int(stable_id(params.seed, rows), 16) % 2**63)
             with torch.inference_mode():
-                out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+                out = self.model.generate(**inputs, **kwargs)
             new = out[:, ids.shape[1] :].tolist()
             for row, i in zip(new, batch, strict=True):
                 results[i] = self._completion(row, len(encoded[i]), params)
         return [r for r in results if r is not None]
+
+    def _cached_inputs(
+        self, rows: Sequence[Sequence[int]], shared: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, Any, int]:
+        """Inputs for one batch: `ids`, `attention_mask`, a KV cache (or None) and its width.
+
+        `shared[i]` tokens of row i are a prefix it shares with other rows of the call (the
+        chat template's system turn and few-shot examples: most of an SL-CAI request; one
+        conversation asked about under several principles). Each distinct prefix is computed
+        once; its KV cache goes to every row that has it, right-aligned, and each row's rest is
+        left-padded after the cache: `pads, prefix | pads, rest`. `ids` holds pad tokens where
+        the cache is; positions follow from the mask. No cache where it saves too little.
+        """
+        torch = self._torch
+        # Every row keeps at least one token of its own: its last position is read.
+        cut = [max(0, min(n, len(r) - 1)) for n, r in zip(shared, rows, strict=True)]
+        distinct = {tuple(r[:n]) for r, n in zip(rows, cut, strict=True) if n}
+        # Positions computed, padding included: with the cache, each distinct prefix once and
+        # every row padded to the longest rest; without, every row padded to the longest row.
+        plain = len(rows) * max(len(r) for r in rows)
+        cached = sum(map(len, distinct)) + len(rows) * max(
+            len(r) - n for r, n in zip(rows, cut, strict=True)
+        )
+        kv = {}
+        if plain - cached >= self.min_shared_prefix * len(rows):
+            kv = {p: self._prefix_kv(p) for p in distinct}
+        if not kv or any(v is None for v in kv.values()):
+            ids, mask = self._left_pad(rows)
+            return ids, mask, None, 0
+        width = max(cut)
+        rest, rest_mask = self._left_pad([r[n:] for r, n in zip(rows, cut, strict=True)])
+        prefix_mask = torch.zeros((len(rows), width), dtype=rest_mask.dtype, device=rest.device)
+        for i, n in enumerate(cut):
+            if n:
+                prefix_mask[i, width - n :] = 1
+        per_row = [kv[tuple(r[:n])] if n else None for r, n in zip(rows, cut, strict=True)]
+        ids = torch.cat([torch.full_like(prefix_mask, self.tokenizer.pad_token_id), rest], dim=-1)
+        mask = torch.cat([prefix_mask, rest_mask], dim=-1)
+        return ids, mask, self._stack_cache(per_row, width), width
+
+    def _stack_cache(self, per_row: Sequence[Any], width: int) -> Any:
+        """One batch cache of `width` positions from each row's prefix KV (None: no prefix),
+        right-aligned; positions left of a row's prefix are masked out by the caller."""
+        from transformers import DynamicCache
+
+        torch = self._torch
+        if len({id(p) for p in per_row}) == 1 and per_row[0] is not None:
+            # One prefix for the whole batch: views, not copies (the forward pass concatenates
+            # new keys onto them).
+            layers = [
+                (k.expand(len(per_row), -1, -1, -1), v.expand(len(per_row), -1, -1, -1))
+                for k, v in per_row[0]
+            ]
+        else:
+            template = next(p for p in per_row if p is not None)
+            layers = []
+            for layer, (k0, _) in enumerate(template):
+                shape = (len(per_row), k0.shape[1], width, k0.shape[3])
+                keys = torch.zeros(shape, dtype=k0.dtype, device=k0.device)
+                values = torch.zeros_like(keys)
+                for i, p in enumerate(per_row):
+                    if p is not None:
+                        k, v = p[layer]
+                        keys[i, :, width - k.shape[2] :] = k[0]
+                        values[i, :, width - v.shape[2] :] = v[0]
+                layers.append((keys, values))
+        return DynamicCache(ddp_cache_data=layers, config=self.model.config)
 
     def _completion(self, row: list[int], prompt_tokens: int, params: Sampling) -> Completion:
         eos = set(self.eos_ids)
@@ -229,41 +311,46 @@ class HFBackend:
                 for option, context, cont in split:
                     key = tuple(context + cont)
                     rows.setdefault(key, []).append(_Read(qi, option, cont, len(cont) + 1))
-        # Longest first, as in generation, so a batch holds rows of similar length (little
-        # padding); prompts that share a long prefix (few-shot examples) share it in every batch.
-        ordered = sorted(rows, key=lambda r: (-len(r), r))
+        # As in generation: rows that share a prefix (few-shot examples; one conversation asked
+        # about under several principles) side by side, the rest longest first.
+        keys = sorted(rows, key=lambda r: (-len(r), r))
+        if self.prefix_cache:
+            order, shared = prefix_groups(keys, self.min_shared_prefix)
+        else:
+            order, shared = list(range(len(keys))), [0] * len(keys)
         out: list[dict[str, float]] = [{} for _ in requests]
-        for start in range(0, len(ordered), self.batch_size):
-            batch = ordered[start : start + self.batch_size]
-            for read, score in self._score_rows(batch, [rows[r] for r in batch]):
+        for start in range(0, len(order), self.batch_size):
+            batch = [keys[i] for i in order[start : start + self.batch_size]]
+            cuts = [shared[i] for i in order[start : start + self.batch_size]]
+            for read, score in self._score_rows(batch, [rows[r] for r in batch], cuts):
                 out[read.query][read.option] = score
         # Each query's options in the order it gave them.
         return [{o: out[qi][o] for o in q.options} for qi, q in enumerate(requests)]
 
     def _score_rows(
-        self, batch: Sequence[tuple[int, ...]], reads: Sequence[list[_Read]]
+        self,
+        batch: Sequence[tuple[int, ...]],
+        reads: Sequence[list[_Read]],
+        shared: Sequence[int],
     ) -> list[tuple[_Read, float]]:
-        """Score one batch of rows: their shared prefix once, then the rest of each row."""
+        """Score one batch of rows: each shared prefix once, then the rest of each row."""
         torch = self._torch
-        # The prefix must stop before the first position any read needs (a read with `back`
+        # A prefix must stop before the first position any read needs (a read with `back`
         # uses the logits of the row's last `back` positions).
-        limit = min(
-            len(row) - max(r.back for r in rs) for row, rs in zip(batch, reads, strict=True)
-        )
-        shared = _common_prefix(batch) if len(batch) > 1 else 0
-        prefix_len = min(shared, limit)
-        cache = self._prefix_cache(batch[0][:prefix_len], len(batch)) if prefix_len >= 8 else None
-        if cache is None:
-            prefix_len = 0
-        ids, mask = self._left_pad([row[prefix_len:] for row in batch])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0) + prefix_len
-        kwargs: dict[str, Any] = {"input_ids": ids, "position_ids": positions}
+        limits = [
+            min(n, len(row) - max(r.back for r in rs))
+            for row, rs, n in zip(batch, reads, shared, strict=True)
+        ]
+        ids, mask, cache, width = self._cached_inputs(batch, limits)
+        # Positions from the mask: a row's rest follows its prefix, whatever the padding.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width:]
+        kwargs: dict[str, Any] = {
+            "input_ids": ids[:, width:],
+            "attention_mask": mask,
+            "position_ids": positions,
+        }
         if cache is not None:
-            prefix_mask = torch.ones((len(batch), prefix_len), dtype=mask.dtype, device=mask.device)
-            kwargs["attention_mask"] = torch.cat([prefix_mask, mask], dim=-1)
             kwargs[self._cache_kwarg()] = cache
-        else:
-            kwargs["attention_mask"] = mask
         tail = max(r.back for rs in reads for r in rs)
         if self._keeps_logits:
             kwargs["logits_to_keep"] = tail
@@ -284,9 +371,9 @@ class HFBackend:
         params = inspect.signature(type(self.model).forward).parameters
         return "cache" if "cache" in params else "past_key_values"
 
-    def _prefix_cache(self, prefix: Sequence[int], rows: int) -> Any:
-        """The KV cache of `prefix`, repeated for `rows` rows; None where the model's cache is
-        not a plain per-layer key/value cache (the batch is then computed without a prefix)."""
+    def _prefix_kv(self, prefix: Sequence[int]) -> list[tuple[Any, Any]] | None:
+        """Per layer, the keys and values of `prefix` (batch of one); None where the model's
+        cache is not a plain per-layer key/value cache (callers then compute without one)."""
         torch = self._torch
         from transformers import DynamicCache
 
@@ -300,12 +387,7 @@ class HFBackend:
             return None
         if any(getattr(layer, "is_sliding", False) for layer in layers):
             return None
-        # `expand` makes views, not copies: the forward pass concatenates new keys onto them.
-        kv = [
-            (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1))
-            for layer in layers
-        ]
-        return DynamicCache(ddp_cache_data=kv, config=self.model.config)
+        return [(layer.keys, layer.values) for layer in layers]
 
 
 @dataclass(frozen=True)
@@ -317,6 +399,69 @@ class _Read:
     option: str
     targets: list[int]
     back: int
+
+
+def prefix_groups(rows: Sequence[Sequence[int]], min_prefix: int) -> tuple[list[int], list[int]]:
+    """A generation order that puts rows sharing a prefix of at least `min_prefix` tokens next
+    to each other, and each row's shared length (0: none).
+
+    Rows sorted by their tokens sit next to those they share most with. That order is cut into
+    groups so that the tokens saved (per group: its rows but one, times the prefix all of them
+    share) are as many as possible (dynamic programming over the cuts). Groups come largest
+    first, each longest row first; the rest follow, longest first (as without a cache: similar
+    lengths, little padding).
+
+    >>> prefix_groups([[9], [1, 2, 3, 4], [1, 2, 3, 5, 6], [7, 8]], 3)
+    ([2, 1, 3, 0], [0, 3, 3, 0])
+    >>> prefix_groups([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 6, 7], [1, 2, 6, 8]], 2)[1]
+    [3, 3, 3, 3]
+    """
+    by_tokens = sorted(range(len(rows)), key=lambda i: list(rows[i]))
+    n = len(by_tokens)
+    # lcp[k]: tokens shared by the k-th and (k+1)-th rows in sorted order.
+    lcp = [_common_prefix([rows[a], rows[b]]) for a, b in itertools.pairwise(by_tokens)]
+    best = [0] * (n + 1)  # best[j]: most tokens saved by grouping the first j sorted rows
+    cut = [0] * (n + 1)  # where the last group of that best grouping starts
+    for j in range(1, n + 1):
+        best[j], cut[j] = best[j - 1], j - 1  # row j-1 on its own
+        shared = None
+        for i in range(j - 2, -1, -1):  # group of sorted rows i..j-1
+            shared = lcp[i] if shared is None else min(shared, lcp[i])
+            if shared < min_prefix:
+                break
+            if best[i] + (j - i - 1) * shared > best[j]:
+                best[j], cut[j] = best[i] + (j - i - 1) * shared, i
+    groups: list[list[int]] = []
+    j = n
+    while j > 0:
+        groups.append(by_tokens[cut[j] : j])
+        j = cut[j]
+    shared_len = [0] * len(rows)
+    grouped: list[list[int]] = []
+    single: list[int] = []
+    for g in groups:
+        if len(g) == 1:
+            single.extend(g)
+            continue
+        common = _common_prefix([rows[i] for i in g])
+        for i in g:
+            shared_len[i] = common
+        grouped.append(sorted(g, key=lambda i: -len(rows[i])))
+    grouped.sort(key=lambda g: (-len(g), g[0]))
+    order = [i for g in grouped for i in g] + sorted(single, key=lambda i: -len(rows[i]))
+    return order, shared_len
+
+
+def _flag(value: bool | str, name: str) -> bool:
+    """A boolean backend option, also from `--backend-opt name=false` text."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise BackendError(f"{name} must be true or false, got {value!r}")
 
 
 def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
