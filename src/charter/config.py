@@ -163,13 +163,17 @@ PRESETS: dict[str, dict[str, Any]] = {
             "few_shot": 1,
         },
     },
-    # For real experiments: every train-split red-team prompt, two revision rounds, the whole
-    # eval split in English and Arabic. Hours on a CPU; use a GPU or an OpenAI-compatible server.
+    # For experiments: 128 train-split red-team prompts through two revision rounds and the AI
+    # labeller, SFT then DPO, and the whole eval split in English and Arabic. About an hour on a
+    # 2-core CPU with the embedded model; minutes on a GPU. `--set sl.limit=null
+    # --set label.limit=null` uses every train-split prompt.
     "default": {
         "name": "default",
-        "generation": {"max_new_tokens": 256, "batch_size": 16},
-        "sl": {"rounds": 2, "few_shot": 1, "chunk_size": 32},
+        "generation": {"max_new_tokens": 128, "batch_size": 16},
+        "sl": {"limit": 128, "rounds": 2, "few_shot": 1, "chunk_size": 32},
+        "label": {"limit": 128, "principles_per_pair": 4, "few_shot": 2},
         "train": {"sft": {"epochs": 2}, "dpo": {"epochs": 1}},
+        "evaluate": {"principles_per_pair": 2},
     },
 }
 
