@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -112,3 +114,9 @@ def test_bench_sl_reports_stage_and_replay(tiny_model_dir: Path) -> None:
     assert result["generate_calls"] == 3  # answer, critique, revision: one batched call each
     assert result["sl_tokens_per_s"] > 0 and result["raw_tokens_per_s"] > 0
     assert 0 < result["tokens"]["raw"] <= 3 * 3 * 4
+    # bench generate's batched figure, same run: 3 demo prompts forced to 4 tokens each.
+    assert result["tokens"]["generate"] == 3 * 4 and result["generate_tokens_per_s"] > 0
+    assert result["ratio_sl_generate"] == pytest.approx(
+        result["sl_tokens_per_s"] / result["generate_tokens_per_s"], rel=0.01
+    )
+    assert result["prefix_cache"] is True

@@ -180,14 +180,18 @@ def bench_sl(
     batch_size: int = 16,
     temperature: float = 0.7,
     seed: int = 0,
+    prefix_cache: bool = True,
 ) -> dict[str, Any]:
-    """Tokens/s of the SL-CAI stage against raw batched `model.generate` on the same requests.
+    """Tokens/s of the SL-CAI stage against two baselines, one model load, one process:
 
-    The stage runs once (answers, critiques, revisions); every batch of chats it sent is then
-    replayed as plain `model.generate` calls at the same batch size and sampling, in the same
-    process. Both count generated tokens up to each row's end-of-text. The ratio is the stage's
-    efficiency against batched generation of the same work; prompt lengths (few-shot examples,
-    answers and critiques in context) make both slower than `bench generate`'s short prompts.
+    - `raw`: every batch of chats the stage sent, replayed as plain `model.generate` calls
+      (tokenizer-padded, no prefix cache) at the same batch size and sampling;
+    - `generate`: `bench generate`'s batched figure (charter's generate stage on `n` short demo
+      prompts, every row forced to `max_new_tokens`) at the same batch size and length.
+
+    All count generated tokens up to each row's end-of-text. The SL requests are long (few-shot
+    examples, the answer and the critique in context); the backend computes each shared prefix
+    once (`prefix_cache`), which the raw replay does not.
     """
     import torch
 
@@ -198,7 +202,7 @@ def bench_sl(
 
     if check_spec(backend_spec)[0] not in ("embedded", "hf"):
         raise CharterError("bench sl needs a transformers backend (embedded or hf:PATH)")
-    backend = load_backend(backend_spec, batch_size=batch_size)
+    backend = load_backend(backend_spec, batch_size=batch_size, prefix_cache=prefix_cache)
     assert isinstance(backend, HFBackend)
     cfg = SLConfig(rounds=rounds, few_shot=few_shot, lang=lang, chunk_size=n)
     const = load_constitution(constitution).localized(lang)
@@ -218,6 +222,17 @@ def bench_sl(
         for chats, _ in recorder.calls
     )
     raw_s = time.perf_counter() - t0
+
+    # `bench generate`'s batched figure at the same settings: charter's generate stage.
+    forced = sampling.model_copy(update={"min_new_tokens": max_new_tokens})
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = JsonlWriter(Path(tmp) / "generations.jsonl")
+        t0 = time.perf_counter()
+        summary = generate_answers(
+            bench_prompts(n), backend, forced, writer, batch_size=batch_size, progress=False
+        )
+        gen_s = time.perf_counter() - t0
+    gen_tps = summary.completion_tokens / gen_s
     stage_tps = stats.completion_tokens / stats.seconds
     raw_tps = raw_tokens / raw_s
     prompt_tokens = [len(backend.encode_chat(c)) for chats, _ in recorder.calls for c in chats]
@@ -234,9 +249,20 @@ def bench_sl(
         "mean_prompt_tokens": round(sum(prompt_tokens) / len(prompt_tokens), 1),
         "sl_tokens_per_s": round(stage_tps, 2),
         "raw_tokens_per_s": round(raw_tps, 2),
+        "generate_tokens_per_s": round(gen_tps, 2),
         "ratio_sl_raw": round(stage_tps / raw_tps, 3),
-        "tokens": {"sl": stats.completion_tokens, "raw": raw_tokens},
-        "seconds": {"sl": round(stats.seconds, 3), "raw": round(raw_s, 3)},
+        "ratio_sl_generate": round(stage_tps / gen_tps, 3),
+        "prefix_cache": prefix_cache,
+        "tokens": {
+            "sl": stats.completion_tokens,
+            "raw": raw_tokens,
+            "generate": summary.completion_tokens,
+        },
+        "seconds": {
+            "sl": round(stats.seconds, 3),
+            "raw": round(raw_s, 3),
+            "generate": round(gen_s, 3),
+        },
         "machine": {
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),

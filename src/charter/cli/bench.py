@@ -68,6 +68,12 @@ def bench_generate_cmd(
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--prefix-cache/--no-prefix-cache",
+    default=True,
+    show_default=True,
+    help="Compute each shared prompt prefix once (the hf: backend's default).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_sl_cmd(
     backend_spec: str,
@@ -80,9 +86,11 @@ def bench_sl_cmd(
     max_new_tokens: int,
     batch_size: int,
     seed: int,
+    prefix_cache: bool,
     as_json: bool,
 ) -> None:
-    """Tokens/s of the SL-CAI stage against raw batched model.generate on the same requests."""
+    """Tokens/s of the SL-CAI stage against raw batched model.generate on the same requests
+    and against `bench generate`'s batched figure at the same batch size and length."""
     from charter.bench import bench_sl
 
     r = bench_sl(
@@ -96,6 +104,7 @@ def bench_sl_cmd(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         seed=seed,
+        prefix_cache=prefix_cache,
     )
     if as_json:
         click.echo(json.dumps(r))
@@ -107,4 +116,8 @@ def bench_sl_cmd(
     )
     click.echo(f"  SL-CAI stage             {r['sl_tokens_per_s']:8.1f} tokens/s")
     click.echo(f"  raw model.generate, same {r['raw_tokens_per_s']:8.1f} tokens/s")
-    click.echo(f"  ratio = {r['ratio_sl_raw']:.3f}")
+    click.echo(f"  bench generate, batched  {r['generate_tokens_per_s']:8.1f} tokens/s")
+    click.echo(
+        f"  SL/raw = {r['ratio_sl_raw']:.3f}   SL/generate = {r['ratio_sl_generate']:.3f}"
+        f"   (prefix cache {'on' if prefix_cache else 'off'})"
+    )
