@@ -1,22 +1,58 @@
 #!/usr/bin/env bash
-# GPU check: run the hf: backend on CUDA and, when vLLM is installed, the vllm: backend, each on
-# 16 prompts, and print tokens/s. The model is a tiny random-weight Llama built on the spot
-# (`charter models pull --tiny-random`), so the check needs no model hub and no upload.
-# Usage: scripts/gpu_check.sh   (with charter installed: `pip install -e .`, torch with CUDA)
-set -euo pipefail
+# GPU check: charter's model paths on a CUDA GPU, with a random-weight model built on the spot
+# (no model hub, no upload). Prints tokens/s and writes results to $OUT (default: a temp dir).
+#
+#   scripts/gpu_check.sh [CONFIG_DIR]
+#
+# CONFIG_DIR holds a model's config.json and tokenizer files (e.g. the embedded model's folder
+# without its weights): the check then runs that architecture and tokenizer with random weights,
+# so speeds are those of the real model size. Without it, a tiny random Llama is used.
+# Steps: hf: backend (charter generate, bench generate), shared-prefix caching against plain
+# batches (greedy text, option log-probs), bench sl with and without the prefix cache, the whole
+# quick pipeline (`charter run --preset quick`: SL, labels, SFT and DPO training on cuda,
+# evaluation, report), and the vllm: backend where vLLM is installed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+status=0
+step() { echo; echo "== $*"; }
+fail() { echo "FAILED: $*"; status=1; }
 
 "$PY" -c "import charter" 2>/dev/null || "$PY" -m pip install --quiet --no-deps -e .
-"$PY" - <<'PY'
-import torch
-assert torch.cuda.is_available(), "no CUDA GPU visible to torch"
-print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+"$PY" - <<'PY' || exit 1
+import os, torch
+if not os.environ.get("GPU_CHECK_ALLOW_CPU"):  # a dry run of the script's logic on a CPU
+    assert torch.cuda.is_available(), "no CUDA GPU visible to torch"
+import transformers
+print(f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}, torch {torch.__version__}, "
+      f"transformers {transformers.__version__}")
 PY
-"$PY" -m charter models pull --tiny-random "$WORK/tiny"
+
+MODEL="$WORK/model"
+if [ $# -ge 1 ]; then
+    "$PY" - "$1" "$MODEL" <<'PY' || exit 1
+import shutil, sys
+from pathlib import Path
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+torch.manual_seed(0)
+model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(src))
+model.save_pretrained(dst, safe_serialization=True)
+for f in src.iterdir():
+    if f.is_file() and not f.name.endswith((".safetensors", ".bin")) and f.name != "config.json":
+        shutil.copy(f, dst / f.name)
+print(f"random-weight {model.config.model_type}: {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M params")
+PY
+else
+    "$PY" -m charter models pull --tiny-random "$MODEL" || exit 1
+fi
+SPEC="hf:$MODEL"
 "$PY" - "$WORK/prompts.jsonl" <<'PY'
 import json, sys
 with open(sys.argv[1], "w") as f:
@@ -24,17 +60,76 @@ with open(sys.argv[1], "w") as f:
         f.write(json.dumps({"id": f"gpu-{i}", "prompt": f"Count to {i + 3} and explain why."}) + "\n")
 PY
 
-echo "== hf: backend on cuda (charter generate, 16 prompts, 64 new tokens)"
-"$PY" -m charter generate --backend "hf:$WORK/tiny" --backend-opt device=cuda \
-    --prompts "$WORK/prompts.jsonl" --out "$WORK/hf" --max-new-tokens 64 --batch-size 16 --no-progress
-echo "== hf: backend on cuda (charter bench generate: charter vs raw vs naive)"
-"$PY" -m charter bench generate --backend "hf:$WORK/tiny" --n 16 --batch-size 16 --max-new-tokens 64
+step "hf: backend on cuda (charter generate, 16 prompts, 64 new tokens)"
+"$PY" -m charter generate --backend "$SPEC" --prompts "$WORK/prompts.jsonl" --out "$WORK/hf" \
+    --max-new-tokens 64 --batch-size 16 --no-progress || fail "charter generate"
+
+step "bench generate (charter vs raw vs naive), batch 32"
+"$PY" -m charter bench generate --backend "$SPEC" --n 64 --batch-size 32 --max-new-tokens 64 \
+    --json | tee "$OUT/bench_generate.json" || fail "bench generate"
+
+step "shared-prefix caching against plain batches on cuda"
+"$PY" - "$SPEC" <<'PY' | tee "$OUT/prefix_cache.txt" || fail "prefix cache check"
+import sys, time, tempfile
+from pathlib import Path
+import torch
+from charter.backends import load_backend
+from charter.bench import _RecordingBackend
+from charter.constitution.load import load_constitution
+from charter.data import load_prompts
+from charter.records import OptionQuery, Sampling
+from charter.runs import JsonlWriter
+from charter.sl.stage import SLConfig, critique_and_revise
+
+sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+b = load_backend(sys.argv[1], batch_size=16)
+items = load_prompts("builtin:red-team", split="train")[:32]
+rec = _RecordingBackend(b)
+greedy = Sampling(max_new_tokens=32, temperature=0.0)
+with tempfile.TemporaryDirectory() as t:
+    critique_and_revise(items, rec, load_constitution("udhr").localized("en"),
+                        SLConfig(rounds=1, few_shot=1, chunk_size=32), greedy,
+                        JsonlWriter(Path(t) / "s.jsonl"), progress=False)
+for step, (chats, _) in enumerate(rec.calls):
+    times, texts = {}, {}
+    for flag in (True, False):
+        b.prefix_cache = flag
+        sync(); t0 = time.perf_counter()
+        texts[flag] = [c.text for c in b.generate(chats, greedy)]
+        sync(); times[flag] = time.perf_counter() - t0
+    same = sum(x == y for x, y in zip(texts[True], texts[False]))
+    print(f"step {step}: cached {times[True]:.2f}s plain {times[False]:.2f}s, "
+          f"identical greedy text {same}/{len(chats)}")
+queries = [OptionQuery(prompt=c, options=["A", "B"]) for c in rec.calls[-1][0]]
+b.prefix_cache = True; cached = b.option_logprobs(queries)
+b.prefix_cache = False; plain = b.option_logprobs(queries)
+diff = max(abs(x[o] - y[o]) for x, y in zip(cached, plain) for o in x)
+print(f"option log-probs, cached vs plain: max abs difference {diff:.2e} ({b.model.dtype})")
+PY
+
+for flag in --prefix-cache --no-prefix-cache; do
+    step "bench sl $flag (16 prompts, 2 rounds, batch 16, 64 new tokens)"
+    "$PY" -m charter bench sl --backend "$SPEC" --n 16 --rounds 2 --batch-size 16 \
+        --max-new-tokens 64 $flag --json | tee "$OUT/bench_sl${flag#--}.json" \
+        || fail "bench sl $flag"
+done
+
+step "charter run --preset quick on cuda (SL, labels, SFT + DPO training, evaluation)"
+if "$PY" -m charter run --preset quick --policy "$SPEC" --runs-dir "$WORK/runs" --no-progress \
+    > "$OUT/run_quick.log" 2>&1; then
+    tail -n 30 "$OUT/run_quick.log"
+    cp "$WORK/runs/quick/eval/metrics.json" "$OUT/run_quick_metrics.json" 2>/dev/null
+    cp "$WORK/runs/quick/train/sft/metrics.json" "$OUT/run_quick_sft.json" 2>/dev/null
+    cp "$WORK/runs/quick/train/dpo/metrics.json" "$OUT/run_quick_dpo.json" 2>/dev/null
+else
+    tail -n 60 "$OUT/run_quick.log"; fail "charter run --preset quick"
+fi
 
 if "$PY" -c "import vllm" 2>/dev/null; then
-    echo "== vllm: backend (charter generate, 16 prompts, 64 new tokens)"
-    "$PY" -m charter generate --backend "vllm:$WORK/tiny" --prompts "$WORK/prompts.jsonl" \
-        --out "$WORK/vllm" --max-new-tokens 64 --batch-size 16 --no-progress
-    "$PY" - "$WORK/tiny" <<'PY'
+    step "vllm: backend (charter generate, 16 prompts, 64 new tokens; option scoring)"
+    "$PY" -m charter generate --backend "vllm:$MODEL" --prompts "$WORK/prompts.jsonl" \
+        --out "$WORK/vllm" --max-new-tokens 64 --batch-size 16 --no-progress || fail "vllm generate"
+    "$PY" - "$MODEL" <<'PY' || fail "vllm option_logprobs"
 import math, sys
 from charter.backends import load_backend
 from charter.records import OptionQuery
@@ -44,5 +139,6 @@ assert all(math.isfinite(v) for v in scores.values()), scores
 print("vllm option_logprobs:", scores)
 PY
 else
-    echo "== vllm: not installed here; skipped"
+    step "vllm: not installed here; skipped"
 fi
+exit $status

@@ -77,3 +77,31 @@ def test_failed_empty_run_folder_is_reusable(tmp_path: Path) -> None:
     run.begin_stage("one", "h", ["one.jsonl"])
     run.fail_stage("one", 0, "boom")
     RunFolder.open(tmp_path / "r", {"a": 1})  # nothing but config + manifest: no --resume needed
+
+
+def test_run_stage_runs_once_and_records_failures(tmp_path: Path) -> None:
+    run = RunFolder.open(tmp_path / "r", {"a": 1})
+    calls: list[str] = []
+
+    def work() -> int:
+        calls.append("one")
+        (tmp_path / "r" / "one.jsonl").write_text("x\ny\n")
+        return 2
+
+    assert run.run_stage("one", "h", ["one.jsonl"], work) == 2
+    assert run.run_stage("one", "h", ["one.jsonl"], work) is None  # complete: not run again
+    assert calls == ["one"]
+
+    def boom() -> list[str]:
+        raise ValueError("disk full")
+
+    with pytest.raises(ValueError, match="disk full"):
+        run.run_stage("two", "h", ["two.jsonl"], boom, records=len)
+    stages = json.loads((tmp_path / "r" / "manifest.json").read_text())["stages"]
+    assert stages["one"]["status"] == "complete" and stages["one"]["records"] == 2
+    assert stages["two"]["status"] == "failed" and stages["two"]["error"] == "disk full"
+    assert run.run_stage("three", "h", [], lambda: ["a", "b", "c"], records=len) == ["a", "b", "c"]
+    assert (
+        json.loads((tmp_path / "r" / "manifest.json").read_text())["stages"]["three"]["records"]
+        == 3
+    )

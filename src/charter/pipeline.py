@@ -43,21 +43,6 @@ class PipelineResult:
     discarded: list[str] = field(default_factory=list)
 
 
-def _tracked(
-    run: RunFolder, name: str, input_hash: str, outputs: list[str], fn: Callable[[], int]
-) -> bool:
-    """Run `fn` as stage `name`; False (and nothing run) when already complete for these inputs."""
-    if not run.begin_stage(name, input_hash, outputs):
-        return False
-    try:
-        records = fn()
-    except BaseException as e:
-        run.fail_stage(name, 0, str(e) or type(e).__name__)
-        raise
-    run.finish_stage(name, records)
-    return True
-
-
 def trainable_model(cfg: RunConfig) -> str:
     """The base model the train stage fine-tunes: `train.model`, else the policy if trainable."""
     spec = cfg.train.model or cfg.generation.backend
@@ -175,7 +160,7 @@ def run_pipeline(
             atomic_write_text(root / "constitution.yaml", dump_constitution(constitution))
             return len(constitution.principles)
 
-        ran = _tracked(run, "constitution", sha, ["constitution.yaml"], write)
+        ran = run.run_stage("constitution", sha, ["constitution.yaml"], write) is not None
         return _ran(ran, f"{constitution.name} ({len(constitution.principles)} principles)")
 
     def prompts_stage() -> str:
@@ -193,7 +178,7 @@ def run_pipeline(
             atomic_write_text(root / "prompts.jsonl", text)
             return len(rows)
 
-        ran = _tracked(run, "prompts", digest, ["prompts.jsonl"], write)
+        ran = run.run_stage("prompts", digest, ["prompts.jsonl"], write) is not None
         counts = ", ".join(f"{k} {len(v)}" for k, v in prompt_sets.items() if v)
         return _ran(ran, counts)
 
@@ -300,7 +285,7 @@ def run_pipeline(
                 holder["res"] = res
                 return int(res.steps)
 
-            ran = _tracked(run, name, digest, [str(out.relative_to(root))], work)
+            ran = run.run_stage(name, digest, [str(out.relative_to(root))], work) is not None
             if ran:
                 res = holder["res"]
                 details.append(f"{name.split('/')[1]} {res.steps} steps in {res.seconds:.0f} s")
@@ -353,7 +338,7 @@ def run_pipeline(
             write_report(eval_dir=root / "eval", out=root / "report.html", run_dir=root)
             return len(models)
 
-        ran = _tracked(run, "evaluate", digest, ["eval", "report.html"], work)
+        ran = run.run_stage("evaluate", digest, ["eval", "report.html"], work) is not None
         metrics_path = root / "eval" / "metrics.json"
         if metrics_path.exists():
             result.metrics = json.loads(metrics_path.read_text(encoding="utf-8"))

@@ -15,10 +15,10 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import Field
@@ -26,6 +26,8 @@ from pydantic import Field
 from charter import __version__
 from charter.errors import RunFolderError
 from charter.records import Record, Strict, canonical_json, stable_id
+
+T = TypeVar("T")
 
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
@@ -170,6 +172,28 @@ class RunFolder:
         self._clock = time.perf_counter()
         self.save()
         return True
+
+    def run_stage(
+        self,
+        name: str,
+        input_hash: str,
+        outputs: Sequence[str],
+        fn: Callable[[], T],
+        records: Callable[[T], int] | None = None,
+    ) -> T | None:
+        """Run `fn` as stage `name` with the manifest's bookkeeping: its result, or None (and
+        nothing run) when the stage is already complete for these inputs. A failure is recorded
+        and re-raised. The stage's record count is `records(result)`, or the result itself."""
+        if not self.begin_stage(name, input_hash, outputs):
+            return None
+        try:
+            result = fn()
+        except BaseException as e:
+            self.fail_stage(name, 0, str(e) or type(e).__name__)
+            raise
+        count = records(result) if records is not None else result
+        self.finish_stage(name, int(count))  # type: ignore[arg-type]
+        return result
 
     def finish_stage(self, name: str, records: int) -> None:
         self._end(name, "complete", records, None)

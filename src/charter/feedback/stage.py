@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,21 +60,6 @@ class Backends:
                 spec, defaults={"batch_size": self.batch_size}, **options
             )
         return self._loaded[key]
-
-
-def _tracked(
-    run: RunFolder, name: str, input_hash: str, outputs: list[str], fn: Callable[[], int]
-) -> int | None:
-    """Run `fn` as stage `name` with manifest bookkeeping; None when already complete."""
-    if not run.begin_stage(name, input_hash, outputs):
-        return None
-    try:
-        records = fn()
-    except BaseException as e:
-        run.fail_stage(name, 0, str(e) or type(e).__name__)
-        raise
-    run.finish_stage(name, records)
-    return records
 
 
 def label_stage(
@@ -127,7 +112,7 @@ def label_stage(
         p_hash = stable_id(
             policy, smp.model_dump(mode="json"), [p.model_dump(mode="json") for p in prompts]
         )
-        _tracked(run, f"{prefix}pairs", p_hash, [f"{prefix}{PAIRS}"], run_pairs)
+        run.run_stage(f"{prefix}pairs", p_hash, [f"{prefix}{PAIRS}"], run_pairs)
         pair_rows = read_jsonl(pairs_path, PairRecord) if pairs_path.exists() else []
     else:
         pair_rows = list(pairs)
@@ -165,7 +150,7 @@ def label_stage(
         constitution.compute_sha256(),
         [p.id for p in pair_rows],
     )
-    _tracked(run, f"{prefix}label", l_hash, [f"{prefix}{PREFS}"], run_labels)
+    run.run_stage(f"{prefix}label", l_hash, [f"{prefix}{PREFS}"], run_labels)
     records = read_jsonl(prefs_path, PreferenceRecord) if prefs_path.exists() else []
     wanted = {p.id for p in pair_rows}
     records = [r for r in records if r.pair_id in wanted]

@@ -56,17 +56,9 @@ class _LazyBackend:
         return self._backend
 
 
-def _tracked(run: RunFolder, name: str, input_hash: str, outputs: list[str], fn: Any) -> Any:
-    """Run `fn(writer_path)` as stage `name` with manifest bookkeeping; None if already complete."""
-    if not run.begin_stage(name, input_hash, outputs):
-        return None
-    try:
-        result = fn()
-    except BaseException as e:
-        run.fail_stage(name, 0, str(e) or type(e).__name__)
-        raise
-    run.finish_stage(name, getattr(result, "written", 0) + getattr(result, "skipped", 0))
-    return result
+def _count(result: Any) -> int:
+    """Records of an SL or generate stage: written now plus found done."""
+    return int(getattr(result, "written", 0) + getattr(result, "skipped", 0))
 
 
 def sl_stage(
@@ -113,7 +105,7 @@ def sl_stage(
         )
 
     sl_hash = stable_id(base, [p.model_dump(mode="json") for p in prompts], length=64)
-    stats = _tracked(run, f"{prefix}sl", sl_hash, [f"{prefix}{SAMPLES}"], run_sl) or stats
+    stats = run.run_stage(f"{prefix}sl", sl_hash, [f"{prefix}{SAMPLES}"], run_sl, _count) or stats
     samples = read_jsonl(samples_path, SLSample) if samples_path.exists() else []
     rows = sft_rows(samples)
 
@@ -130,7 +122,7 @@ def sl_stage(
             )
 
         h_hash = stable_id(base, [p.model_dump(mode="json") for p in chosen], length=64)
-        _tracked(run, f"{prefix}sl-helpful", h_hash, [f"{prefix}{HELPFUL}"], run_helpful)
+        run.run_stage(f"{prefix}sl-helpful", h_hash, [f"{prefix}{HELPFUL}"], run_helpful, _count)
         for g in read_jsonl(helpful_path, GenerationRecord):
             if g.completion.strip():
                 helpful_rows.append(
