@@ -74,6 +74,12 @@ def test_metrics_by_hand(tmp_path: Path) -> None:
     assert base["elo"]["harmlessness"]["rating"] == 0.0
     assert sl["elo"]["harmlessness"]["rating"] == pytest.approx(elo_sl, abs=1e-2)
     assert sl["elo"]["helpfulness"]["rating"] == pytest.approx(-elo_sl, abs=1e-2)
+    # Per language, from that language's verdicts alone: 3 of 3 and the pseudo tie, 3.5 : 0.5.
+    for lang in ("en", "ar"):
+        e = sl["elo_by_lang"][lang]["harmlessness"]
+        assert e["n"] == 3
+        assert e["rating"] == pytest.approx(400 * math.log10(3.5 / 0.5), abs=1e-2)
+        assert base["elo_by_lang"][lang]["harmlessness"]["rating"] == 0.0
     (harm,) = m["pairwise"]["harmlessness"]
     assert (harm["model_a"], harm["model_b"], harm["n"], harm["wins_b"]) == ("base", "sl", 6, 6)
     assert harm["win_rate_a"] == 0.0 and harm["mean_p_a"] == pytest.approx(0.1)

@@ -768,6 +768,25 @@ def compute_metrics(
         }
         for m in models:
             per_model[m].setdefault("elo", {})[axis] = result.for_model(m)
+        # The same ratings from each language's verdicts alone: a model can gain in English
+        # and lose in Arabic, which the pooled ratings hide.
+        for lang in sorted({c.lang for c in comparisons if c.axis == axis}):
+            sub = [
+                stats.Comparison(c.model_a, c.model_b, c.score(), (c.lang, c.prompt_id))
+                for c in comparisons
+                if c.axis == axis and c.lang == lang
+            ]
+            per_lang = stats.bootstrap_elo(
+                sub,
+                models,
+                anchor=anchor,
+                pseudo_ties=opts.pseudo_ties,
+                n_boot=opts.n_boot,
+                seed=opts.seed,
+            )
+            for m in models:
+                by_lang = per_model[m].setdefault("elo_by_lang", {}).setdefault(lang, {})
+                by_lang[axis] = {**per_lang.for_model(m), "n": per_lang.n}
         by_cat: dict[str, Any] = {}
         if axis == "harmlessness":
             for cat in sorted(
