@@ -95,3 +95,41 @@ def test_prefix_cache_option_is_validated(tiny_model_dir: Path) -> None:
     assert load_backend(f"hf:{tiny_model_dir}", prefix_cache="false").prefix_cache is False  # type: ignore[attr-defined]
     with pytest.raises(BackendError, match="prefix_cache must be true or false"):
         load_backend(f"hf:{tiny_model_dir}", prefix_cache="maybe")
+
+
+def test_a_call_continues_the_previous_calls_conversations(tiny_model_dir: Path) -> None:
+    """An SL-CAI revision continues its critique's conversation: the second call starts from
+    the first call's keys and values and gives the same greedy text as without them."""
+    greedy = Sampling(max_new_tokens=12, temperature=0.0)
+    first = chats()[:6]
+    outputs = {}
+    budgets: dict[str, int] = {"kept": 2048, "none": 0}
+    for name, mb in budgets.items():
+        b = load_backend(f"hf:{tiny_model_dir}", batch_size=8, kv_store_mb=mb)
+        assert isinstance(b, HFBackend)
+        answers = b.generate(first, greedy)
+        second = [
+            [*c, Message(role="assistant", content=a.text), Message(role="user", content="Again.")]
+            for c, a in zip(first, answers, strict=True)
+        ]
+        seen = spy_forward(b)
+        outputs[name] = [c.text for c in b.generate(second, greedy)]
+        full = min(len(b.encode_chat(c)) for c in second)
+        # Prefill width: with kept keys and values only the new turn (and any padding).
+        prefill = seen[0] if name == "kept" else next(w for w in seen if w[0] == 6)
+        if name == "kept":
+            assert prefill[0] == 6 and prefill[1] < 60 < full
+        else:
+            assert prefill[1] >= full - 300  # the rows' own parts, after the group prefixes
+    assert outputs["kept"] == outputs["none"]
+
+
+def test_kv_store_respects_its_budget(tiny_model_dir: Path) -> None:
+    b = load_backend(f"hf:{tiny_model_dir}", batch_size=8, kv_store_mb=1)
+    assert isinstance(b, HFBackend)
+    b.generate(chats(), Sampling(max_new_tokens=4, temperature=0.0))
+    assert 0 < sum(s.nbytes for s in b._kv_store) <= 2**20
+    off = load_backend(f"hf:{tiny_model_dir}", batch_size=8, kv_store_mb=0)
+    assert isinstance(off, HFBackend)
+    off.generate(chats(), Sampling(max_new_tokens=4, temperature=0.0))
+    assert off._kv_store == []

@@ -18,6 +18,7 @@ class EmbeddedBackend(HFBackend):
         device: str | None = None,
         dtype: str | None = None,
         prefix_cache: bool | str = True,
+        kv_store_mb: int = 2048,
     ) -> None:
         super().__init__(
             str(ensure_embedded_model()),
@@ -25,5 +26,6 @@ class EmbeddedBackend(HFBackend):
             device=device,
             dtype=dtype,
             prefix_cache=prefix_cache,
+            kv_store_mb=kv_store_mb,
             spec="embedded",
         )

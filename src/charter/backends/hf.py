@@ -62,7 +62,9 @@ def _dtype_for(device: str, dtype: str | None) -> torch.dtype:
 
 class HFBackend:
     """A causal LM loaded with `AutoModelForCausalLM`. Options: `batch_size`, `device`, `dtype`,
-    `prefix_cache` (default true: a batch's shared prompt prefix is computed once)."""
+    `prefix_cache` (default true: shared prompt prefixes are computed once, and a request that
+    continues one of the previous call's conversations starts from its keys and values) and
+    `kv_store_mb` (2048: memory for those keys and values; 0 keeps none)."""
 
     # Shorter shared prefixes are not worth a separate forward pass.
     min_shared_prefix = 16
@@ -75,6 +77,7 @@ class HFBackend:
         device: str | None = None,
         dtype: str | None = None,
         prefix_cache: bool | str = True,
+        kv_store_mb: int = 2048,
         spec: str | None = None,
     ) -> None:
         import torch
@@ -88,6 +91,12 @@ class HFBackend:
         self.spec = spec or f"hf:{path}"
         self.batch_size = int(batch_size)
         self.prefix_cache = _flag(prefix_cache, "prefix_cache")
+        if int(kv_store_mb) < 0:
+            raise BackendError(f"kv_store_mb must be 0 or more, got {kv_store_mb}")
+        self.kv_store_bytes = int(kv_store_mb) * 2**20
+        # Keys and values of the previous `generate` call's rows (prompt + answer), which the
+        # next call's rows continue (an SL-CAI revision continues its critique's conversation).
+        self._kv_store: list[_Stored] = []
         self.device = pick_device(device)
         local = Path(path).expanduser()
         source = str(local) if local.exists() else path
@@ -178,17 +187,25 @@ class HFBackend:
     def generate(self, requests: Sequence[Sequence[Message]], params: Sampling) -> list[Completion]:
         torch = self._torch
         encoded = [self.encode_chat(chat) for chat in requests]
+        previous, self._kv_store = self._kv_store, []
         if self.prefix_cache:
             order, shared = prefix_groups(encoded, self.min_shared_prefix)
+            known = _continuations(encoded, previous, self.min_shared_prefix)
         else:
             order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-            shared = [0] * len(encoded)
+            shared, known = [0] * len(encoded), [None] * len(encoded)
+        del previous
+        store = self.prefix_cache and self.kv_store_bytes > 0
         results: list[Completion | None] = [None] * len(encoded)
         kwargs = self.generation_kwargs(params)
+        if store:
+            kwargs["return_dict_in_generate"] = True
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             rows = [encoded[i] for i in batch]
-            ids, mask, cache, _ = self._cached_inputs(rows, [shared[i] for i in batch])
+            ids, mask, cache, _ = self._cached_inputs(
+                rows, [shared[i] for i in batch], [known[i] for i in batch]
+            )
             inputs = {"input_ids": ids, "attention_mask": mask}
             if cache is not None:
                 inputs[self._cache_kwarg()] = cache
@@ -196,13 +213,59 @@ class HFBackend:
             torch.manual_seed(int(stable_id(params.seed, rows), 16) % 2**63)
             with torch.inference_mode():
                 out = self.model.generate(**inputs, **kwargs)
-            new = out[:, ids.shape[1] :].tolist()
+            sequences = out.sequences if store else out
+            new = sequences[:, ids.shape[1] :].tolist()
             for row, i in zip(new, batch, strict=True):
                 results[i] = self._completion(row, len(encoded[i]), params)
+            if store:
+                final = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+                self._keep(rows, mask, new, final)
+            del out
         return [r for r in results if r is not None]
 
+    def _keep(
+        self, rows: Sequence[Sequence[int]], mask: torch.Tensor, new: list[list[int]], cache: Any
+    ) -> None:
+        """Store each row's keys and values (its prompt, then its answer up to end-of-text) for
+        the next call, while `kv_store_bytes` allows."""
+        torch = self._torch
+        layers = getattr(cache, "layers", None)
+        if not layers or any(getattr(layer, "is_sliding", False) for layer in layers):
+            return
+        keys0 = layers[0].keys
+        width = mask.shape[1]
+        fed = keys0.shape[2] - width  # generated tokens whose keys exist (all but the last)
+        per_token = sum(2 * layer.keys[0, :, 0].numel() for layer in layers)
+        per_token *= keys0.element_size()
+        used = sum(s.nbytes for s in self._kv_store)
+        eos = set(self.eos_ids)
+        for b, (row, gen) in enumerate(zip(rows, new, strict=True)):
+            end = next((j + 1 for j, t in enumerate(gen) if t in eos), len(gen))
+            k = max(0, min(fed, end))
+            positions = torch.cat(
+                [
+                    mask[b].nonzero().flatten(),
+                    torch.arange(width, width + k, device=mask.device),
+                ]
+            )
+            size = len(positions) * per_token
+            if used + size > self.kv_store_bytes:
+                return
+            kv = [
+                (
+                    layer.keys[b : b + 1].index_select(2, positions),
+                    layer.values[b : b + 1].index_select(2, positions),
+                )
+                for layer in layers
+            ]
+            self._kv_store.append(_Stored(list(row) + gen[:k], kv, size))
+            used += size
+
     def _cached_inputs(
-        self, rows: Sequence[Sequence[int]], shared: Sequence[int]
+        self,
+        rows: Sequence[Sequence[int]],
+        shared: Sequence[int],
+        known: Sequence[tuple[int, list[tuple[Any, Any]]] | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, Any, int]:
         """Inputs for one batch: `ids`, `attention_mask`, a KV cache (or None) and its width.
 
@@ -210,32 +273,47 @@ class HFBackend:
         chat template's system turn and few-shot examples: most of an SL-CAI request; one
         conversation asked about under several principles). Each distinct prefix is computed
         once; its KV cache goes to every row that has it, right-aligned, and each row's rest is
-        left-padded after the cache: `pads, prefix | pads, rest`. `ids` holds pad tokens where
-        the cache is; positions follow from the mask. No cache where it saves too little.
+        left-padded after the cache: `pads, prefix | pads, rest`. `known[i]`, when given, is
+        `(n, kv)`: keys and values of row i's first n tokens, kept from an earlier call, used
+        where longer than the shared prefix. `ids` holds pad tokens where the cache is;
+        positions follow from the mask. No cache where it saves too little.
         """
         torch = self._torch
+        own = [
+            k if k is not None and k[0] > n else None
+            for k, n in zip(known or [None] * len(rows), shared, strict=True)
+        ]
         # Every row keeps at least one token of its own: its last position is read.
-        cut = [max(0, min(n, len(r) - 1)) for n, r in zip(shared, rows, strict=True)]
-        distinct = {tuple(r[:n]) for r, n in zip(rows, cut, strict=True) if n}
+        cut = [
+            max(0, min(o[0] if o else n, len(r) - 1))
+            for r, n, o in zip(rows, shared, own, strict=True)
+        ]
+        distinct = {tuple(r[:c]) for r, c, o in zip(rows, cut, own, strict=True) if c and not o}
         # Positions computed, padding included: with the cache, each distinct prefix once and
         # every row padded to the longest rest; without, every row padded to the longest row.
         plain = len(rows) * max(len(r) for r in rows)
         cached = sum(map(len, distinct)) + len(rows) * max(
-            len(r) - n for r, n in zip(rows, cut, strict=True)
+            len(r) - c for r, c in zip(rows, cut, strict=True)
         )
-        kv = {}
-        if plain - cached >= self.min_shared_prefix * len(rows):
-            kv = {p: self._prefix_kv(p) for p in distinct}
-        if not kv or any(v is None for v in kv.values()):
+        if plain - cached < self.min_shared_prefix * len(rows):
+            ids, mask = self._left_pad(rows)
+            return ids, mask, None, 0
+        kv = {p: self._prefix_kv(p) for p in distinct}
+        if any(v is None for v in kv.values()):
             ids, mask = self._left_pad(rows)
             return ids, mask, None, 0
         width = max(cut)
-        rest, rest_mask = self._left_pad([r[n:] for r, n in zip(rows, cut, strict=True)])
+        rest, rest_mask = self._left_pad([r[c:] for r, c in zip(rows, cut, strict=True)])
         prefix_mask = torch.zeros((len(rows), width), dtype=rest_mask.dtype, device=rest.device)
-        for i, n in enumerate(cut):
-            if n:
-                prefix_mask[i, width - n :] = 1
-        per_row = [kv[tuple(r[:n])] if n else None for r, n in zip(rows, cut, strict=True)]
+        for i, c in enumerate(cut):
+            if c:
+                prefix_mask[i, width - c :] = 1
+        per_row: list[Any] = []
+        for r, c, o in zip(rows, cut, own, strict=True):
+            if o is not None:
+                per_row.append([(k[:, :, :c], v[:, :, :c]) for k, v in o[1]])
+            else:
+                per_row.append(kv[tuple(r[:c])] if c else None)
         ids = torch.cat([torch.full_like(prefix_mask, self.tokenizer.pad_token_id), rest], dim=-1)
         mask = torch.cat([prefix_mask, rest_mask], dim=-1)
         return ids, mask, self._stack_cache(per_row, width), width
@@ -388,6 +466,39 @@ class HFBackend:
         if any(getattr(layer, "is_sliding", False) for layer in layers):
             return None
         return [(layer.keys, layer.values) for layer in layers]
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """One row of an earlier call: its tokens and, per layer, their keys and values."""
+
+    tokens: list[int]
+    kv: list[tuple[Any, Any]]
+    nbytes: int
+
+
+def _continuations(
+    rows: Sequence[Sequence[int]], stored: Sequence[_Stored], min_prefix: int
+) -> list[tuple[int, list[tuple[Any, Any]]] | None]:
+    """For each row, the stored row it continues furthest (at least `min_prefix` tokens):
+    `(tokens shared, that row's keys and values)`, or None."""
+    import numpy as np
+
+    if not stored:
+        return [None] * len(rows)
+    kept = [np.asarray(s.tokens) for s in stored]
+    out: list[tuple[int, list[tuple[Any, Any]]] | None] = []
+    for row in rows:
+        r = np.asarray(row)
+        best, where = 0, -1
+        for j, t in enumerate(kept):
+            n = min(len(r), len(t))
+            same = r[:n] == t[:n]
+            shared = n if same.all() else int(same.argmin())
+            if shared > best:
+                best, where = shared, j
+        out.append((best, stored[where].kv) if best >= min_prefix else None)
+    return out
 
 
 @dataclass(frozen=True)
