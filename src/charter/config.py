@@ -164,9 +164,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     # For experiments: 128 train-split red-team prompts through two revision rounds and the AI
-    # labeller, SFT then DPO, and the whole eval split in English and Arabic. About an hour on a
-    # 2-core CPU with the embedded model; minutes on a GPU. `--set sl.limit=null
-    # --set label.limit=null` uses every train-split prompt.
+    # labeller, SFT then DPO, and the whole eval split in English and Arabic. One to two hours on
+    # a 2-core CPU with the embedded model (README, "Results"); minutes on a GPU.
+    # `--set sl.limit=null --set label.limit=null` uses every train-split prompt.
     "default": {
         "name": "default",
         "generation": {"max_new_tokens": 128, "batch_size": 16},
