@@ -301,6 +301,7 @@ def render_report(
         constitution_name=c_name,
         constitution_rows=c_rows,
         constitution_note=c_note,
+        elo_langs=[m for m, v in metrics["models"].items() if v.get("elo_by_lang")],
         elo_png=elo_plot(metrics),
         refusal_png=refusal_plot(metrics),
         winrate_png=winrate_plot(metrics),
