@@ -106,11 +106,16 @@ def test_bench_sl_reports_stage_and_replay(tiny_model_dir: Path) -> None:
             "0",
             "--max-new-tokens",
             "4",
+            "--backend-opt",
+            "static_cache=false",
             "--json",
         ]
     )
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
+    assert result["static_cache"] is False
+    assert result["backend_options"] == {"static_cache": False}
+    assert result["machine"]["dtype"] == "float32"
     assert result["generate_calls"] == 3  # answer, critique, revision: one batched call each
     assert result["sl_tokens_per_s"] > 0 and result["raw_tokens_per_s"] > 0
     assert 0 < result["tokens"]["raw"] <= 3 * 3 * 4
@@ -120,3 +125,18 @@ def test_bench_sl_reports_stage_and_replay(tiny_model_dir: Path) -> None:
         result["sl_tokens_per_s"] / result["generate_tokens_per_s"], rel=0.01
     )
     assert result["prefix_cache"] is True
+
+
+def test_warm_up_leaves_nothing_for_the_timed_call(tiny_model_dir: Path) -> None:
+    """The untimed warm-up batch must not hand its keys and values to the timed call (which
+    would then skip its prefill)."""
+    from charter.backends import load_backend
+    from charter.bench import warm_up
+    from charter.records import Message, Sampling
+
+    b = load_backend(f"hf:{tiny_model_dir}", batch_size=2)
+    chat = [Message(role="user", content="A prompt that the timed call will send again.")]
+    warm_up(b, [chat], 2, 4)
+    assert b._kv_store == []  # type: ignore[attr-defined]
+    b.generate([chat], Sampling(max_new_tokens=4))
+    assert b._kv_store  # type: ignore[attr-defined]

@@ -36,6 +36,9 @@ def warm_up(backend: Any, chats: list[Any], batch_size: int, max_new_tokens: int
         batch = [chats[i % len(chats)] for i in range(batch_size)]
         forced = Sampling(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
         backend.generate(batch, forced)
+        forget = getattr(backend, "forget", None)
+        if forget is not None:
+            forget()
 
 
 def bench_generate(
@@ -46,6 +49,7 @@ def bench_generate(
     batch_size: int = 32,
     temperature: float = 0.7,
     seed: int = 0,
+    backend_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     import torch
 
@@ -54,7 +58,7 @@ def bench_generate(
 
     if check_spec(backend_spec)[0] not in ("embedded", "hf"):
         raise CharterError("bench generate needs a transformers backend (embedded or hf:PATH)")
-    backend = load_backend(backend_spec, batch_size=batch_size)
+    backend = load_backend(backend_spec, **{**(backend_options or {}), "batch_size": batch_size})
     if not isinstance(backend, HFBackend):
         raise CharterError("bench generate needs a transformers backend (embedded or hf:PATH)")
     prompts = bench_prompts(n)
@@ -120,8 +124,10 @@ def bench_generate(
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "device": backend.device,
+            "dtype": str(backend.model.dtype).removeprefix("torch."),
             "torch": torch.__version__,
         },
+        "backend_options": backend_options or {},
     }
 
 
@@ -188,6 +194,7 @@ def bench_sl(
     temperature: float = 0.7,
     seed: int = 0,
     prefix_cache: bool = True,
+    backend_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Tokens/s of the SL-CAI stage against two baselines, one model load, one process:
 
@@ -209,7 +216,8 @@ def bench_sl(
 
     if check_spec(backend_spec)[0] not in ("embedded", "hf"):
         raise CharterError("bench sl needs a transformers backend (embedded or hf:PATH)")
-    backend = load_backend(backend_spec, batch_size=batch_size, prefix_cache=prefix_cache)
+    options = {**(backend_options or {}), "batch_size": batch_size, "prefix_cache": prefix_cache}
+    backend = load_backend(backend_spec, **options)
     assert isinstance(backend, HFBackend)
     cfg = SLConfig(rounds=rounds, few_shot=few_shot, lang=lang, chunk_size=n)
     const = load_constitution(constitution).localized(lang)
@@ -231,6 +239,7 @@ def bench_sl(
     raw_s = time.perf_counter() - t0
 
     # `bench generate`'s batched figure at the same settings: charter's generate stage.
+    backend.forget()
     forced = sampling.model_copy(update={"min_new_tokens": max_new_tokens})
     with tempfile.TemporaryDirectory() as tmp:
         writer = JsonlWriter(Path(tmp) / "generations.jsonl")
@@ -274,5 +283,8 @@ def bench_sl(
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "device": backend.device,
+            "dtype": str(backend.model.dtype).removeprefix("torch."),
         },
+        "backend_options": backend_options or {},
+        "static_cache": backend.static_cache,
     }

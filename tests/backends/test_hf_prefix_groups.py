@@ -133,3 +133,65 @@ def test_kv_store_respects_its_budget(tiny_model_dir: Path) -> None:
     assert isinstance(off, HFBackend)
     off.generate(chats(), Sampling(max_new_tokens=4, temperature=0.0))
     assert off._kv_store == []
+
+
+def test_static_cache_gives_the_text_of_a_growing_cache(tiny_model_dir: Path) -> None:
+    """On CPU generation writes keys and values into one buffer sized for the call (no copy of
+    the whole cache per step): same greedy text as the growing cache, with and without shared
+    prefixes, and when a call continues the previous call's conversations."""
+    from transformers import DynamicCache, StaticCache
+
+    greedy = Sampling(max_new_tokens=12, temperature=0.0)
+    texts: dict[tuple[bool, bool], list[str]] = {}
+    for static in (True, False):
+        for prefix in (True, False):
+            b = load_backend(
+                f"hf:{tiny_model_dir}", batch_size=4, static_cache=static, prefix_cache=prefix
+            )
+            assert isinstance(b, HFBackend) and b.static_cache is static
+            caches: list[type] = []
+            generate = b.model.generate
+
+            def spy(
+                *args: object,
+                _generate: object = generate,
+                _caches: list[type] = caches,
+                **kwargs: object,
+            ) -> object:
+                cache = kwargs.get("cache", kwargs.get("past_key_values"))
+                _caches.append(type(cache))
+                return _generate(*args, **kwargs)  # type: ignore[operator]
+
+            b.model.generate = spy
+            answers = b.generate(chats(), greedy)
+            assert bool(b._kv_store) is prefix  # kept from the static cache too
+            again = [
+                [*c, Message(role="assistant", content=a.text), Message(role="user", content="?")]
+                for c, a in zip(chats(), answers, strict=True)
+            ]
+            texts[static, prefix] = [c.text for c in answers + b.generate(again, greedy)]
+            if static:
+                assert caches and all(c is StaticCache for c in caches)
+            else:
+                assert all(c in (DynamicCache, type(None)) for c in caches)
+    assert texts[True, True] == texts[False, True] == texts[True, False] == texts[False, False]
+
+
+def test_static_cache_option(tiny_model_dir: Path) -> None:
+    from charter.errors import BackendError
+
+    assert load_backend(f"hf:{tiny_model_dir}").static_cache is True  # type: ignore[attr-defined]
+    off = load_backend(f"hf:{tiny_model_dir}", static_cache="false")
+    assert off.static_cache is False  # type: ignore[attr-defined]
+    with pytest.raises(BackendError, match="static_cache must be true or false"):
+        load_backend(f"hf:{tiny_model_dir}", static_cache="sometimes")
+
+
+def test_embedded_takes_every_hf_option() -> None:
+    """`embedded` is `hf:` over the bundled model: each `hf:` option works there too."""
+    import inspect
+
+    from charter.backends.embedded import EmbeddedBackend
+
+    hf = set(inspect.signature(HFBackend.__init__).parameters) - {"self", "path", "spec"}
+    assert hf <= set(inspect.signature(EmbeddedBackend.__init__).parameters)

@@ -19,6 +19,7 @@ class EmbeddedBackend(HFBackend):
         dtype: str | None = None,
         prefix_cache: bool | str = True,
         kv_store_mb: int = 2048,
+        static_cache: bool | str = "auto",
     ) -> None:
         super().__init__(
             str(ensure_embedded_model()),
@@ -27,5 +28,6 @@ class EmbeddedBackend(HFBackend):
             dtype=dtype,
             prefix_cache=prefix_cache,
             kv_store_mb=kv_store_mb,
+            static_cache=static_cache,
             spec="embedded",
         )

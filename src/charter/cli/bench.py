@@ -6,6 +6,8 @@ import json
 
 import click
 
+from charter.cli.options import parse_key_values
+
 
 @click.group()
 def bench() -> None:
@@ -19,6 +21,12 @@ def bench() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0.0), default=0.7, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--backend-opt",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Backend option, e.g. dtype=bfloat16 or static_cache=false.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_generate_cmd(
     backend_spec: str,
@@ -27,6 +35,7 @@ def bench_generate_cmd(
     batch_size: int,
     temperature: float,
     seed: int,
+    backend_opt: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Tokens/s of (a) charter's generate path, (b) raw model.generate at the same batch size,
@@ -40,6 +49,7 @@ def bench_generate_cmd(
         batch_size=batch_size,
         temperature=temperature,
         seed=seed,
+        backend_options=parse_key_values(backend_opt, "--backend-opt"),
     )
     if as_json:
         click.echo(json.dumps(result))
@@ -74,6 +84,12 @@ def bench_generate_cmd(
     show_default=True,
     help="Compute each shared prompt prefix once (the hf: backend's default).",
 )
+@click.option(
+    "--backend-opt",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Backend option, e.g. dtype=bfloat16 or static_cache=false.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_sl_cmd(
     backend_spec: str,
@@ -87,6 +103,7 @@ def bench_sl_cmd(
     batch_size: int,
     seed: int,
     prefix_cache: bool,
+    backend_opt: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Tokens/s of the SL-CAI stage against raw batched model.generate on the same requests
@@ -105,6 +122,7 @@ def bench_sl_cmd(
         batch_size=batch_size,
         seed=seed,
         prefix_cache=prefix_cache,
+        backend_options=parse_key_values(backend_opt, "--backend-opt"),
     )
     if as_json:
         click.echo(json.dumps(r))
