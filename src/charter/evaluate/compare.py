@@ -730,12 +730,31 @@ def compute_metrics(
     pairwise: dict[str, Any] = {}
     elo: dict[str, Any] = {}
     pairs = list(itertools.combinations(models, 2))
-    for axis in AXES:
-        cs = [
+
+    def verdicts(
+        axis: str, lang: str | None = None, category: str | None = None
+    ) -> list[stats.Comparison]:
+        """The judge's verdicts on `axis`, of one language or harm category if given."""
+        return [
             stats.Comparison(c.model_a, c.model_b, c.score(), (c.lang, c.prompt_id))
             for c in comparisons
             if c.axis == axis
+            and lang in (None, c.lang)
+            and category in (None, c.category or "uncategorized")
         ]
+
+    def fit(cs: Sequence[stats.Comparison]) -> stats.EloResult:
+        return stats.bootstrap_elo(
+            cs,
+            models,
+            anchor=anchor,
+            pseudo_ties=opts.pseudo_ties,
+            n_boot=opts.n_boot,
+            seed=opts.seed,
+        )
+
+    for axis in AXES:
+        cs = verdicts(axis)
         mean_p = {
             (a, b): [
                 c.p_a for c in comparisons if c.axis == axis and (c.model_a, c.model_b) == (a, b)
@@ -751,14 +770,7 @@ def compute_metrics(
             row["mean_p_a"] = round(sum(ps) / len(ps), 6) if ps else None
             rows.append(row)
         pairwise[axis] = rows
-        result = stats.bootstrap_elo(
-            cs,
-            models,
-            anchor=anchor,
-            pseudo_ties=opts.pseudo_ties,
-            n_boot=opts.n_boot,
-            seed=opts.seed,
-        )
+        result = fit(cs)
         elo[axis] = {
             "n": result.n,
             "anchor": anchor,
@@ -771,32 +783,16 @@ def compute_metrics(
         # The same ratings from each language's verdicts alone: a model can gain in English
         # and lose in Arabic, which the pooled ratings hide.
         for lang in sorted({c.lang for c in comparisons if c.axis == axis}):
-            sub = [
-                stats.Comparison(c.model_a, c.model_b, c.score(), (c.lang, c.prompt_id))
-                for c in comparisons
-                if c.axis == axis and c.lang == lang
-            ]
-            per_lang = stats.bootstrap_elo(
-                sub,
-                models,
-                anchor=anchor,
-                pseudo_ties=opts.pseudo_ties,
-                n_boot=opts.n_boot,
-                seed=opts.seed,
-            )
+            per_lang = fit(verdicts(axis, lang=lang))
             for m in models:
                 by_lang = per_model[m].setdefault("elo_by_lang", {}).setdefault(lang, {})
                 by_lang[axis] = {**per_lang.for_model(m), "n": per_lang.n}
-        by_cat: dict[str, Any] = {}
         if axis == "harmlessness":
+            by_cat: dict[str, Any] = {}
             for cat in sorted(
                 {c.category or "uncategorized" for c in comparisons if c.axis == axis}
             ):
-                sub = [
-                    stats.Comparison(c.model_a, c.model_b, c.score(), (c.lang, c.prompt_id))
-                    for c in comparisons
-                    if c.axis == axis and (c.category or "uncategorized") == cat
-                ]
+                sub = verdicts(axis, category=cat)
                 by_cat[cat] = [w.as_dict() for w in stats.win_rates(sub, pairs, n_boot=0) if w.n]
             pairwise["harmlessness_by_category"] = by_cat
     return {
