@@ -108,12 +108,16 @@ def test_bench_sl_reports_stage_and_replay(tiny_model_dir: Path) -> None:
             "4",
             "--backend-opt",
             "static_cache=false",
+            "--repeats",
+            "2",
             "--json",
         ]
     )
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert result["static_cache"] is False
+    assert result["repeats"] == 2 and len(result["runs"]) == 2
+    assert result["runs"][0]["generate_tokens"] == result["runs"][1]["generate_tokens"] == 12
     assert result["backend_options"] == {"static_cache": False}
     assert result["machine"]["dtype"] == "float32"
     assert result["generate_calls"] == 3  # answer, critique, revision: one batched call each

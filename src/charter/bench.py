@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -195,6 +196,7 @@ def bench_sl(
     seed: int = 0,
     prefix_cache: bool = True,
     backend_options: dict[str, Any] | None = None,
+    repeats: int = 1,
 ) -> dict[str, Any]:
     """Tokens/s of the SL-CAI stage against two baselines, one model load, one process:
 
@@ -205,7 +207,10 @@ def bench_sl(
 
     All count generated tokens up to each row's end-of-text. The SL requests are long (few-shot
     examples, the answer and the critique in context); the backend computes each shared prefix
-    once (`prefix_cache`), which the raw replay does not.
+    once (`prefix_cache`), which the raw replay does not. With `repeats` > 1 the stage and the
+    `generate` figure are measured alternately that many times and the medians reported (a GPU
+    with a small model is latency-bound and varies between identical runs); the raw replay
+    runs once.
     """
     import torch
 
@@ -223,11 +228,41 @@ def bench_sl(
     const = load_constitution(constitution).localized(lang)
     items = load_prompts(prompts, lang=lang, split="train")[:n]
     sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    forced = sampling.model_copy(update={"min_new_tokens": max_new_tokens})
     warm_up(backend, [p.chat() for p in items], batch_size, max_new_tokens)
+    runs: list[dict[str, Any]] = []
+    stage_rates: list[float] = []
+    generate_rates: list[float] = []
     recorder = _RecordingBackend(backend)
-    with tempfile.TemporaryDirectory() as tmp:
-        writer = JsonlWriter(Path(tmp) / "samples.jsonl")
-        stats = critique_and_revise(items, recorder, const, cfg, sampling, writer, progress=False)
+    for _ in range(repeats):
+        backend.forget()
+        recorder.calls.clear()
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = JsonlWriter(Path(tmp) / "samples.jsonl")
+            stats = critique_and_revise(
+                items, recorder, const, cfg, sampling, writer, progress=False
+            )
+        # `bench generate`'s batched figure at the same settings: charter's generate stage.
+        backend.forget()
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = JsonlWriter(Path(tmp) / "generations.jsonl")
+            t0 = time.perf_counter()
+            summary = generate_answers(
+                bench_prompts(n), backend, forced, writer, batch_size=batch_size, progress=False
+            )
+            gen_s = time.perf_counter() - t0
+        stage_rates.append(stats.completion_tokens / stats.seconds)
+        generate_rates.append(summary.completion_tokens / gen_s)
+        runs.append(
+            {
+                "sl_tokens": stats.completion_tokens,
+                "sl_seconds": round(stats.seconds, 3),
+                "sl_tokens_per_s": round(stats.completion_tokens / stats.seconds, 2),
+                "generate_tokens": summary.completion_tokens,
+                "generate_seconds": round(gen_s, 3),
+                "generate_tokens_per_s": round(summary.completion_tokens / gen_s, 2),
+            }
+        )
 
     kwargs = backend.generation_kwargs(sampling)
     torch.manual_seed(seed)
@@ -238,18 +273,8 @@ def bench_sl(
     )
     raw_s = time.perf_counter() - t0
 
-    # `bench generate`'s batched figure at the same settings: charter's generate stage.
-    backend.forget()
-    forced = sampling.model_copy(update={"min_new_tokens": max_new_tokens})
-    with tempfile.TemporaryDirectory() as tmp:
-        writer = JsonlWriter(Path(tmp) / "generations.jsonl")
-        t0 = time.perf_counter()
-        summary = generate_answers(
-            bench_prompts(n), backend, forced, writer, batch_size=batch_size, progress=False
-        )
-        gen_s = time.perf_counter() - t0
-    gen_tps = summary.completion_tokens / gen_s
-    stage_tps = stats.completion_tokens / stats.seconds
+    stage_tps = statistics.median(stage_rates)
+    gen_tps = statistics.median(generate_rates)
     raw_tps = raw_tokens / raw_s
     prompt_tokens = [len(backend.encode_chat(c)) for chats, _ in recorder.calls for c in chats]
     return {
@@ -270,15 +295,17 @@ def bench_sl(
         "ratio_sl_generate": round(stage_tps / gen_tps, 3),
         "prefix_cache": prefix_cache,
         "tokens": {
-            "sl": stats.completion_tokens,
+            "sl": runs[0]["sl_tokens"],
             "raw": raw_tokens,
-            "generate": summary.completion_tokens,
+            "generate": runs[0]["generate_tokens"],
         },
         "seconds": {
-            "sl": round(stats.seconds, 3),
+            "sl": runs[0]["sl_seconds"],
             "raw": round(raw_s, 3),
-            "generate": round(gen_s, 3),
+            "generate": runs[0]["generate_seconds"],
         },
+        "repeats": repeats,
+        "runs": runs,
         "machine": {
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),

@@ -90,6 +90,13 @@ def bench_generate_cmd(
     metavar="KEY=VALUE",
     help="Backend option, e.g. dtype=bfloat16 or static_cache=false.",
 )
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Measure the stage and the generate figure alternately N times; report medians.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_sl_cmd(
     backend_spec: str,
@@ -104,6 +111,7 @@ def bench_sl_cmd(
     seed: int,
     prefix_cache: bool,
     backend_opt: tuple[str, ...],
+    repeats: int,
     as_json: bool,
 ) -> None:
     """Tokens/s of the SL-CAI stage against raw batched model.generate on the same requests
@@ -123,6 +131,7 @@ def bench_sl_cmd(
         seed=seed,
         prefix_cache=prefix_cache,
         backend_options=parse_key_values(backend_opt, "--backend-opt"),
+        repeats=repeats,
     )
     if as_json:
         click.echo(json.dumps(r))
@@ -132,6 +141,8 @@ def bench_sl_cmd(
         f"{r['generate_calls']} batched calls, mean prompt {r['mean_prompt_tokens']} tokens, "
         f"batch {batch_size}, {max_new_tokens} new tokens"
     )
+    if repeats > 1:
+        click.echo(f"  medians of {repeats} alternating runs of the stage and the generate figure")
     click.echo(f"  SL-CAI stage             {r['sl_tokens_per_s']:8.1f} tokens/s")
     click.echo(f"  raw model.generate, same {r['raw_tokens_per_s']:8.1f} tokens/s")
     click.echo(f"  bench generate, batched  {r['generate_tokens_per_s']:8.1f} tokens/s")
