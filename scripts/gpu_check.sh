@@ -120,7 +120,7 @@ for flag in --prefix-cache --no-prefix-cache; do
     want bench-sl || break
     step "bench sl $flag (16 prompts, 2 rounds, batch 16, 64 new tokens)"
     "$PY" -m charter bench sl --backend "$SPEC" --n 16 --rounds 2 --batch-size 16 \
-        --max-new-tokens 64 $flag --json | tee "$OUT/bench_sl_${flag#--}.json" \
+        --max-new-tokens 64 --repeats 3 $flag --json | tee "$OUT/bench_sl_${flag#--}.json" \
         || fail "bench sl $flag"
 done
 

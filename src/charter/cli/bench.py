@@ -8,6 +8,13 @@ import click
 
 from charter.cli.options import parse_key_values
 
+BACKEND_OPT = click.option(
+    "--backend-opt",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Backend option, e.g. dtype=bfloat16 or static_cache=false.",
+)
+
 
 @click.group()
 def bench() -> None:
@@ -21,12 +28,7 @@ def bench() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0.0), default=0.7, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--backend-opt",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Backend option, e.g. dtype=bfloat16 or static_cache=false.",
-)
+@BACKEND_OPT
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_generate_cmd(
     backend_spec: str,
@@ -84,12 +86,7 @@ def bench_generate_cmd(
     show_default=True,
     help="Compute each shared prompt prefix once (the hf: backend's default).",
 )
-@click.option(
-    "--backend-opt",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Backend option, e.g. dtype=bfloat16 or static_cache=false.",
-)
+@BACKEND_OPT
 @click.option(
     "--repeats",
     type=click.IntRange(min=1),
