@@ -29,7 +29,6 @@ from charter.train.common import (
     TrainOptions,
     TrainResult,
     check_trainable_spec,
-    last_checkpoint,
     lora_config,
     prepare_out,
     quiet,
@@ -237,12 +236,7 @@ def train_dpo(
     import json
 
     from charter.runs import atomic_write_text
-    from charter.train.outputs import (
-        save_weights,
-        write_loss_curve,
-        write_metrics,
-        write_run_config,
-    )
+    from charter.train.outputs import begin_training, finish_training
 
     check_trainable_spec(options.model)
     rows = load_preference_rows(options.data, need_p=options.loss == "soft")
@@ -258,10 +252,7 @@ def train_dpo(
         callbacks=callbacks,
         eval_examples=examples if options.evaluate else None,
     )
-    write_run_config(
-        options.out, "dpo", options, model_dir, len(rows), {"trl_args": trainer.args.to_dict()}
-    )
-    checkpoint = last_checkpoint(options.out) if resume else None
+    checkpoint = begin_training(trainer, options, "dpo", model_dir, len(rows), resume=resume)
     before_file = options.out / "metrics_before.json"
     before: dict[str, float] | None = None
     if options.evaluate:
@@ -272,39 +263,27 @@ def train_dpo(
             before = reward_metrics(trainer)
             atomic_write_text(before_file, json.dumps(before, indent=2) + "\n")
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    # Before the weights are saved (merging the adapter changes the model).
     after = reward_metrics(trainer) if options.evaluate else None
-    adapter, merged = save_weights(trainer, options.out, model_dir, merge=options.merge)
-    seconds = time.perf_counter() - started
-    history = list(trainer.state.log_history)
-    losses = write_loss_curve(options.out, history, f"DPO ({options.loss}) on {options.data.name}")
-    last = losses[-1] if losses else {}
-    metrics: dict[str, Any] = {
-        "kind": "dpo",
-        "loss": options.loss,
-        "beta": options.beta,
-        "train_loss": output.training_loss,
-        "first_loss": losses[0]["loss"] if losses else None,
-        "last_loss": last.get("loss"),
-        "last_step_reward_accuracy": last.get("rewards/accuracies"),
-        "last_step_reward_margin": last.get("rewards/margins"),
-        "before": before,
-        "after": after,
-        "steps": trainer.state.global_step,
-        "resumed_from": str(checkpoint) if checkpoint else None,
-        "train_runtime_s": output.metrics.get("train_runtime"),
-        "steps_per_second": output.metrics.get("train_steps_per_second"),
-        "seconds_total": seconds,
-        "rows": len(rows),
-        "mean_p_chosen": sum(e["p_chosen"] for e in examples) / len(examples),
-    }
-    if trainer.is_world_process_zero():
-        write_metrics(options.out, metrics)
-    return TrainResult(
-        out=options.out,
-        adapter=adapter,
-        merged=merged,
-        metrics=metrics,
-        steps=trainer.state.global_step,
-        seconds=seconds,
-        log_history=history,
+    return finish_training(
+        trainer,
+        options,
+        output,
+        kind="dpo",
+        title=f"DPO ({options.loss}) on {options.data.name}",
+        model_dir=model_dir,
+        rows=len(rows),
+        started=started,
+        checkpoint=checkpoint,
+        last_step={
+            "last_step_reward_accuracy": "rewards/accuracies",
+            "last_step_reward_margin": "rewards/margins",
+        },
+        extra={
+            "loss": options.loss,
+            "beta": options.beta,
+            "before": before,
+            "after": after,
+            "mean_p_chosen": sum(e["p_chosen"] for e in examples) / len(examples),
+        },
     )

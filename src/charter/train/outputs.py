@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from charter.runs import atomic_write_text, file_sha256, now_iso, package_versions
-from charter.train.common import ADAPTER, MERGED, TrainOptions
+from charter.train.common import ADAPTER, MERGED, TrainOptions, TrainResult, last_checkpoint
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
@@ -164,3 +164,71 @@ def merge_adapter(
     tokenizer.save_pretrained(tmp)
     _replace_dir(tmp, merged)
     return merged
+
+
+def begin_training(
+    trainer: Any, options: TrainOptions, kind: str, model_dir: Path, rows: int, *, resume: bool
+) -> Path | None:
+    """Write the run's `config.json` (with TRL's arguments) and return the checkpoint a resumed
+    run continues from (None: start from step 0)."""
+    trl_args = {"trl_args": trainer.args.to_dict()}
+    write_run_config(options.out, kind, options, model_dir, rows, trl_args)
+    return last_checkpoint(options.out) if resume else None
+
+
+def finish_training(
+    trainer: Any,
+    options: TrainOptions,
+    output: Any,
+    *,
+    kind: str,
+    title: str,
+    model_dir: Path,
+    rows: int,
+    started: float,
+    checkpoint: Path | None,
+    last_step: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+    sequence_classifier: bool = False,
+) -> TrainResult:
+    """After `trainer.train()` returned `output`: save the weights, the loss curve and
+    `metrics.json` (losses, steps, speed, `last_step` metrics read from the last logged step
+    under their log names, and `extra`), and return the result."""
+    import time
+
+    adapter, merged = save_weights(
+        trainer,
+        options.out,
+        model_dir,
+        merge=options.merge,
+        sequence_classifier=sequence_classifier,
+    )
+    seconds = time.perf_counter() - started
+    history = list(trainer.state.log_history)
+    losses = write_loss_curve(options.out, history, title)
+    last = losses[-1] if losses else {}
+    metrics: dict[str, Any] = {
+        "kind": kind,
+        **(extra or {}),
+        "train_loss": output.training_loss,
+        "first_loss": losses[0]["loss"] if losses else None,
+        "last_loss": last.get("loss"),
+        **{name: last.get(key) for name, key in (last_step or {}).items()},
+        "steps": trainer.state.global_step,
+        "resumed_from": str(checkpoint) if checkpoint else None,
+        "train_runtime_s": output.metrics.get("train_runtime"),
+        "steps_per_second": output.metrics.get("train_steps_per_second"),
+        "seconds_total": seconds,
+        "rows": rows,
+    }
+    if trainer.is_world_process_zero():
+        write_metrics(options.out, metrics)
+    return TrainResult(
+        out=options.out,
+        adapter=adapter,
+        merged=merged,
+        metrics=metrics,
+        steps=trainer.state.global_step,
+        seconds=seconds,
+        log_history=history,
+    )

@@ -24,7 +24,6 @@ from charter.train.common import (
     TrainOptions,
     TrainResult,
     check_trainable_spec,
-    last_checkpoint,
     lora_config,
     prepare_out,
     quiet,
@@ -139,12 +138,7 @@ def train_rm(
     callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train a reward model on preference rows with soft targets; write OUT/merged and metrics."""
-    from charter.train.outputs import (
-        save_weights,
-        write_loss_curve,
-        write_metrics,
-        write_run_config,
-    )
+    from charter.train.outputs import begin_training, finish_training
 
     check_trainable_spec(options.model)
     rows = load_preference_rows(options.data, need_p=False)
@@ -158,41 +152,20 @@ def train_rm(
         progress=progress,
         callbacks=callbacks,
     )
-    write_run_config(
-        options.out, "rm", options, model_dir, len(rows), {"trl_args": trainer.args.to_dict()}
-    )
-    checkpoint = last_checkpoint(options.out) if resume else None
+    checkpoint = begin_training(trainer, options, "rm", model_dir, len(rows), resume=resume)
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    adapter, merged = save_weights(
-        trainer, options.out, model_dir, merge=options.merge, sequence_classifier=True
-    )
-    seconds = time.perf_counter() - started
-    history = list(trainer.state.log_history)
-    losses = write_loss_curve(options.out, history, f"reward model on {options.data.name}")
-    last = losses[-1] if losses else {}
-    metrics = {
-        "kind": "rm",
-        "train_loss": output.training_loss,
-        "first_loss": losses[0]["loss"] if losses else None,
-        "last_loss": last.get("loss"),
-        "last_step_accuracy": last.get("accuracy"),
-        "last_step_margin": last.get("margin"),
-        "steps": trainer.state.global_step,
-        "resumed_from": str(checkpoint) if checkpoint else None,
-        "steps_per_second": output.metrics.get("train_steps_per_second"),
-        "seconds_total": seconds,
-        "rows": len(rows),
-    }
-    if trainer.is_world_process_zero():
-        write_metrics(options.out, metrics)
-    return TrainResult(
-        out=options.out,
-        adapter=adapter,
-        merged=merged,
-        metrics=metrics,
-        steps=trainer.state.global_step,
-        seconds=seconds,
-        log_history=history,
+    return finish_training(
+        trainer,
+        options,
+        output,
+        kind="rm",
+        title=f"reward model on {options.data.name}",
+        model_dir=model_dir,
+        rows=len(rows),
+        started=started,
+        checkpoint=checkpoint,
+        last_step={"last_step_accuracy": "accuracy", "last_step_margin": "margin"},
+        sequence_classifier=True,
     )
 
 

@@ -18,7 +18,6 @@ from charter.train.common import (
     TrainOptions,
     TrainResult,
     check_trainable_spec,
-    last_checkpoint,
     lora_config,
     prepare_out,
     quiet,
@@ -74,12 +73,7 @@ def train_sft(
     callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Fine-tune `options.model` on SFT rows; write adapter, optional merged weights and metrics."""
-    from charter.train.outputs import (
-        save_weights,
-        write_loss_curve,
-        write_metrics,
-        write_run_config,
-    )
+    from charter.train.outputs import begin_training, finish_training
 
     check_trainable_spec(options.model)
     rows = load_sft_rows(options.data)
@@ -89,35 +83,16 @@ def train_sft(
     trainer = build_sft_trainer(
         options, model_dir, [sft_example(r) for r in rows], progress=progress, callbacks=callbacks
     )
-    write_run_config(
-        options.out, "sft", options, model_dir, len(rows), {"trl_args": trainer.args.to_dict()}
-    )
-    checkpoint = last_checkpoint(options.out) if resume else None
+    checkpoint = begin_training(trainer, options, "sft", model_dir, len(rows), resume=resume)
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    adapter, merged = save_weights(trainer, options.out, model_dir, merge=options.merge)
-    seconds = time.perf_counter() - started
-    history = list(trainer.state.log_history)
-    losses = write_loss_curve(options.out, history, f"SFT on {options.data.name}")
-    metrics = {
-        "kind": "sft",
-        "train_loss": output.training_loss,
-        "first_loss": losses[0]["loss"] if losses else None,
-        "last_loss": losses[-1]["loss"] if losses else None,
-        "steps": trainer.state.global_step,
-        "resumed_from": str(checkpoint) if checkpoint else None,
-        "train_runtime_s": output.metrics.get("train_runtime"),
-        "steps_per_second": output.metrics.get("train_steps_per_second"),
-        "seconds_total": seconds,
-        "rows": len(rows),
-    }
-    if trainer.is_world_process_zero():
-        write_metrics(options.out, metrics)
-    return TrainResult(
-        out=options.out,
-        adapter=adapter,
-        merged=merged,
-        metrics=metrics,
-        steps=trainer.state.global_step,
-        seconds=seconds,
-        log_history=history,
+    return finish_training(
+        trainer,
+        options,
+        output,
+        kind="sft",
+        title=f"SFT on {options.data.name}",
+        model_dir=model_dir,
+        rows=len(rows),
+        started=started,
+        checkpoint=checkpoint,
     )
