@@ -185,6 +185,12 @@ def test_static_cache_option(tiny_model_dir: Path) -> None:
     assert off.static_cache is False  # type: ignore[attr-defined]
     with pytest.raises(BackendError, match="static_cache must be true or false"):
         load_backend(f"hf:{tiny_model_dir}", static_cache="sometimes")
+    # A model whose generation config names its own cache gets that cache (transformers refuses
+    # a cache object beside `cache_implementation`).
+    own = load_backend(f"hf:{tiny_model_dir}", prefix_cache=False)
+    assert isinstance(own, HFBackend)
+    own.model.generation_config.cache_implementation = "dynamic"
+    assert own.generate(chats()[:2], Sampling(max_new_tokens=3, temperature=0.0))[0].text
 
 
 def test_embedded_takes_every_hf_option() -> None:

@@ -247,6 +247,11 @@ class HFBackend:
         from transformers import StaticCache
         from transformers.cache_utils import StaticLayer
 
+        if getattr(self.model.generation_config, "cache_implementation", None) not in (
+            None,
+            "hybrid",  # transformers drops this default itself
+        ):
+            return cache  # the model asks for its own kind of cache
         static = StaticCache(config=self.model.config, max_cache_len=length)
         if any(type(layer) is not StaticLayer for layer in static.layers):
             return cache
