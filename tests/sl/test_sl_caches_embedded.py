@@ -6,12 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from charter.backends import load_backend
 from charter.constitution.load import load_constitution
 from charter.data import load_prompts
 from charter.records import Sampling
 from charter.runs import JsonlWriter
 from charter.sl.stage import SLConfig, critique_and_revise
+
+pytestmark = pytest.mark.slow
 
 
 def test_sl_texts_are_the_same_with_and_without_caches(embedded_dir: Path, tmp_path: Path) -> None:
