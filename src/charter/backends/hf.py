@@ -209,6 +209,10 @@ class HFBackend:
         store = self.prefix_cache and self.kv_store_bytes > 0
         results: list[Completion | None] = [None] * len(encoded)
         kwargs = self.generation_kwargs(params)
+        if self.static_cache:
+            # Each call's cache has its own length: compiling the model for it (what transformers
+            # does on CUDA for a static cache) would cost more than the call.
+            kwargs["disable_compile"] = True
         if store:
             kwargs["return_dict_in_generate"] = True
         for start in range(0, len(order), self.batch_size):
