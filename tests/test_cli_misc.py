@@ -135,12 +135,14 @@ def test_warm_up_leaves_nothing_for_the_timed_call(tiny_model_dir: Path) -> None
     """The untimed warm-up batch must not hand its keys and values to the timed call (which
     would then skip its prefill)."""
     from charter.backends import load_backend
+    from charter.backends.hf import HFBackend
     from charter.bench import warm_up
     from charter.records import Message, Sampling
 
     b = load_backend(f"hf:{tiny_model_dir}", batch_size=2)
+    assert isinstance(b, HFBackend)
     chat = [Message(role="user", content="A prompt that the timed call will send again.")]
     warm_up(b, [chat], 2, 4)
-    assert b._kv_store == []  # type: ignore[attr-defined]
+    assert b._kv_store == []
     b.generate([chat], Sampling(max_new_tokens=4))
-    assert b._kv_store  # type: ignore[attr-defined]
+    assert b._kv_store

@@ -15,13 +15,16 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from charter.data import load_prompts
 from charter.errors import CharterError
 from charter.generate import generate_answers
 from charter.records import PromptRecord, Sampling
 from charter.runs import JsonlWriter
+
+if TYPE_CHECKING:
+    from charter.backends.hf import HFBackend
 
 
 def bench_prompts(n: int) -> list[PromptRecord]:
@@ -30,16 +33,14 @@ def bench_prompts(n: int) -> list[PromptRecord]:
     return [base[i % len(base)].model_copy(update={"id": f"bench-{i}"}) for i in range(n)]
 
 
-def warm_up(backend: Any, chats: list[Any], batch_size: int, max_new_tokens: int) -> None:
+def warm_up(backend: HFBackend, chats: list[Any], batch_size: int, max_new_tokens: int) -> None:
     """One untimed full batch at full length: on a GPU the first calls pay for loading kernels
     and choosing matrix-product algorithms for each new shape, which a real run amortizes."""
     if chats:
         batch = [chats[i % len(chats)] for i in range(batch_size)]
         forced = Sampling(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
         backend.generate(batch, forced)
-        forget = getattr(backend, "forget", None)
-        if forget is not None:
-            forget()
+        backend.forget()
 
 
 def bench_generate(
@@ -119,16 +120,23 @@ def bench_generate(
             "raw": round(raw_s, 3),
             "naive": round(naive_s, 3),
         },
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "device": backend.device,
-            "dtype": str(backend.model.dtype).removeprefix("torch."),
-            "torch": torch.__version__,
-        },
+        "machine": _machine(backend),
         "backend_options": backend_options or {},
+    }
+
+
+def _machine(backend: HFBackend) -> dict[str, Any]:
+    """Where a benchmark ran: platform, cores, torch threads, device and the model's dtype."""
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": backend.device,
+        "dtype": str(backend.model.dtype).removeprefix("torch."),
+        "torch": torch.__version__,
     }
 
 
@@ -257,10 +265,10 @@ def bench_sl(
             {
                 "sl_tokens": stats.completion_tokens,
                 "sl_seconds": round(stats.seconds, 3),
-                "sl_tokens_per_s": round(stats.completion_tokens / stats.seconds, 2),
+                "sl_tokens_per_s": round(stage_rates[-1], 2),
                 "generate_tokens": summary.completion_tokens,
                 "generate_seconds": round(gen_s, 3),
-                "generate_tokens_per_s": round(summary.completion_tokens / gen_s, 2),
+                "generate_tokens_per_s": round(generate_rates[-1], 2),
             }
         )
 
@@ -306,12 +314,7 @@ def bench_sl(
         },
         "repeats": repeats,
         "runs": runs,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "device": backend.device,
-            "dtype": str(backend.model.dtype).removeprefix("torch."),
-        },
+        "machine": _machine(backend),
         "backend_options": backend_options or {},
         "static_cache": backend.static_cache,
     }

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +170,8 @@ def merge_adapter(
 def begin_training(
     trainer: Any, options: TrainOptions, kind: str, model_dir: Path, rows: int, *, resume: bool
 ) -> Path | None:
-    """Write the run's `config.json` (with TRL's arguments) and return the checkpoint a resumed
-    run continues from (None: start from step 0)."""
+    """Write the run's `train_config.json` (with TRL's arguments) and return the checkpoint a
+    resumed run continues from (None: start from step 0)."""
     trl_args = {"trl_args": trainer.args.to_dict()}
     write_run_config(options.out, kind, options, model_dir, rows, trl_args)
     return last_checkpoint(options.out) if resume else None
@@ -194,8 +195,6 @@ def finish_training(
     """After `trainer.train()` returned `output`: save the weights, the loss curve and
     `metrics.json` (losses, steps, speed, `last_step` metrics read from the last logged step
     under their log names, and `extra`), and return the result."""
-    import time
-
     adapter, merged = save_weights(
         trainer,
         options.out,
