@@ -197,9 +197,14 @@ def test_duplicate_ids_and_empty_text(tmp_path: Path) -> None:
         ingest(folder)
     message = str(err.value)
     assert "column `statement_id`: duplicate id '0'" in message
-    assert "empty text" in message
+    assert "1 bad in all" in message  # an empty text is skipped with a warning, not an error (#25)
     conv = ingest(folder, lenient=True)
-    assert conv.report.dropped == {"duplicate statement id": 1, "empty text": 1}
+    assert conv.report.dropped == {"duplicate statement id": 1}
+    assert conv.report.skipped == {"empty statement, not moderated out": 1}
+    assert conv.report.warnings == [
+        f"{folder / 'comments.csv'}, line 8: statement '11' has an empty text and was not "
+        "moderated out; skipped, with the votes on it"
+    ]
     assert len(conv.statements) == 4
 
 

@@ -37,7 +37,9 @@ def ingest_cmd(
 ) -> None:
     """Read a Polis export folder (comments.csv + votes.csv or participants-votes.csv), or a
     votes file in our long format (participant_id, statement_id, vote[, timestamp]) as CSV or
-    JSONL, validate it, and write OUT/statements.jsonl, OUT/votes.csv and OUT/ingest.json."""
+    JSONL, validate it, and write OUT/statements.jsonl, OUT/votes.csv and OUT/ingest.json.
+    Statements with empty text are skipped (with a warning unless moderated out), with the votes
+    on them. OUT may not be SRC, nor a folder where an input file would be overwritten."""
     from charter.collective.ingestion import ingest, write_conversation
 
     conv = ingest(src, statements_path=statements_path, lenient=lenient, toss_path=toss_path)
@@ -55,6 +57,10 @@ def ingest_cmd(
         )
     for reason, n in r.dropped.items():
         click.echo(f"  --lenient dropped {n} rows: {reason}")
+    for reason, n in r.skipped.items():
+        click.echo(f"  skipped {n}: {reason}")
+    for warning in r.warnings:
+        click.echo(f"charter: warning: {warning}", err=True)
     if conv.export_groups:
         click.echo(f"  kept the export's group ids for {len(conv.export_groups)} participants")
 

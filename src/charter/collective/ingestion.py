@@ -4,7 +4,8 @@ First stage of the collective-constitution pipeline (ingest → analyze → draf
 `charter.collective.votes` validate each file; here the votes are reduced to each participant's
 latest vote per statement, tossed participants are dropped, and the result is written to (and
 read back from) our own folder: `statements.jsonl`, `votes.csv`, `export_groups.csv`,
-`ingest.json`.
+`ingest.json`. Writing never overwrites a file the conversation was read from, nor writes into the
+folder it was read from: a Polis `votes.csv` and ours share a name but not a format.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +23,7 @@ from pydantic import ValidationError
 
 from charter.collective.votes import (
     VOTE_ALIASES,
+    VOTE_ON_SKIPPED,
     WIDE_PARTICIPANT,
     Conversation,
     IngestReport,
@@ -35,7 +38,7 @@ from charter.collective.votes import (
     read_toss_ids,
     read_wide_votes,
 )
-from charter.errors import InputError
+from charter.errors import ConfigError, InputError
 from charter.jsonl import describe_validation_error
 from charter.runs import atomic_write_text
 
@@ -43,6 +46,7 @@ INGEST_REPORT = "ingest.json"
 STATEMENTS_FILE = "statements.jsonl"
 VOTES_FILE = "votes.csv"
 GROUPS_FILE = "export_groups.csv"
+OUTPUT_FILES = (STATEMENTS_FILE, VOTES_FILE, GROUPS_FILE, INGEST_REPORT)
 
 
 # --- assembling a conversation ------------------------------------------------------------------
@@ -55,6 +59,7 @@ def build_conversation(
     *,
     export_groups: Mapping[str, int] | None = None,
     toss: set[str] | None = None,
+    inputs: Sequence[Path] = (),
 ) -> Conversation:
     """Keep each participant's latest vote per statement (ties: the later row) and index them."""
     ordered = [statements[i] for i in _statement_order(statements)]
@@ -98,6 +103,7 @@ def build_conversation(
         vote_time=t[idx],
         report=final,
         export_groups=groups,
+        inputs=tuple(inputs),
     )
 
 
@@ -162,11 +168,11 @@ def ingest(
     if long_path is None and wide_path is None:
         raise InputError(src, None, "no votes.csv, votes.jsonl or participants-votes.csv here")
 
-    statements, stmt_drops = read_statements(stmt_path, lenient=lenient)
-    known = {s.statement_id: s for s in statements}
+    read = read_statements(stmt_path, lenient=lenient)
+    known = {s.statement_id: s for s in read.statements}
     groups: dict[str, int] | None = None
     if long_path is not None:
-        raw, vote_drops = read_long_votes(long_path, known, lenient=lenient)
+        votes = read_long_votes(long_path, known, lenient=lenient, skipped=read.skipped)
         if wide_path is not None:
             groups = read_export_groups(wide_path)
         votes_file = long_path
@@ -177,11 +183,15 @@ def ingest(
         )
     else:
         assert wide_path is not None  # one of the two exists, checked above
-        raw, groups, vote_drops = read_wide_votes(wide_path, known, lenient=lenient)
+        votes = read_wide_votes(wide_path, known, lenient=lenient, skipped=read.skipped)
+        groups = votes.groups
         votes_file, fmt = wide_path, "polis-wide"
-    if not raw.value:
+    if not votes.raw.value:
         raise InputError(votes_file, None, "no votes")
     tossed = read_toss_ids(toss) if toss is not None else set()
+    skipped = read.skip_counts
+    if votes.on_skipped:
+        skipped[VOTE_ON_SKIPPED] = votes.on_skipped
     report = IngestReport(
         source=str(src),
         format=fmt,
@@ -191,9 +201,19 @@ def ingest(
         n_statements=0,
         n_participants=0,
         n_votes=0,
-        dropped=_merge_drops(stmt_drops, vote_drops),
+        dropped=_merge_drops(read.dropped, votes.dropped),
+        skipped=dict(sorted(skipped.items())),
+        warnings=read.warnings,
     )
-    return build_conversation(statements, raw, report, export_groups=groups or None, toss=tossed)
+    inputs = [p for p in (src, stmt_path, long_path, wide_path, toss) if p is not None]
+    return build_conversation(
+        read.statements,
+        votes.raw,
+        report,
+        export_groups=groups or None,
+        toss=tossed,
+        inputs=inputs,
+    )
 
 
 # --- our own folder -----------------------------------------------------------------------------
@@ -206,16 +226,47 @@ def _csv_text(rows: Sequence[Sequence[object]]) -> str:
     return buf.getvalue()
 
 
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)  # also catches hard links and case-folding systems
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
+        return a.absolute() == b.absolute()
+
+
+def check_output_folder(conv: Conversation, out: str | Path) -> None:
+    """Refuse an output folder that is an input folder, or where writing would replace an input.
+
+    Raises `ConfigError` before anything is written.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file: the output of ingest is a folder")
+    for source in conv.inputs:
+        if source.is_dir() and _same_path(out, source):
+            raise ConfigError(
+                f"refusing to write into {out}: it is the folder the conversation was read from; "
+                "choose another output folder"
+            )
+        for name in OUTPUT_FILES:
+            if _same_path(out / name, source):
+                raise ConfigError(
+                    f"refusing to write {out / name}: it is the input file {source}; "
+                    "choose another output folder"
+                )
+
+
 def write_conversation(conv: Conversation, out: str | Path) -> Path:
     """Write `statements.jsonl`, `votes.csv` (long, latest votes), `export_groups.csv` and
-    `ingest.json` to `out`; each file is written whole or not at all."""
+    `ingest.json` to `out`; each file is written whole or not at all. Nothing is written when
+    `out` is a folder the conversation was read from or would overwrite one of its inputs."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(conv, out)
     lines = [
         json.dumps(s.model_dump(mode="json", exclude_none=True), ensure_ascii=False)
         for s in conv.statements
     ]
-    atomic_write_text(out / STATEMENTS_FILE, "\n".join(lines) + "\n")
     pids = conv.participant_ids
     sids = conv.statement_ids
     rows: list[Sequence[object]] = [("participant_id", "statement_id", "vote", "timestamp")]
@@ -227,17 +278,26 @@ def write_conversation(conv: Conversation, out: str | Path) -> Path:
         strict=True,
     ):
         rows.append((pids[p], sids[s], v, "" if t < 0 else t))
-    atomic_write_text(out / VOTES_FILE, _csv_text(rows))
+    files = {STATEMENTS_FILE: "\n".join(lines) + "\n", VOTES_FILE: _csv_text(rows)}
     if conv.export_groups is not None:
         group_rows: list[Sequence[object]] = [("participant_id", "group")]
         group_rows += [
             (pid, conv.export_groups[pid]) for pid in natural_order(list(conv.export_groups))
         ]
-        atomic_write_text(out / GROUPS_FILE, _csv_text(group_rows))
+        files[GROUPS_FILE] = _csv_text(group_rows)
     report = conv.report.model_copy(
         update={"groups_file": GROUPS_FILE if conv.export_groups is not None else None}
     )
-    atomic_write_text(out / INGEST_REPORT, report.model_dump_json(indent=2) + "\n")
+    files[INGEST_REPORT] = report.model_dump_json(indent=2) + "\n"  # last: marks it complete
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # An earlier ingest's groups would be read back as this conversation's.
+        if GROUPS_FILE not in files:
+            (out / GROUPS_FILE).unlink(missing_ok=True)
+        for name, text in files.items():
+            atomic_write_text(out / name, text)
+    except OSError as e:
+        raise ConfigError(f"cannot write to {out}: {e.strerror or e}") from None
     return out
 
 
@@ -252,13 +312,14 @@ def read_conversation(folder: str | Path) -> Conversation:
         raise InputError(folder / INGEST_REPORT, None, "file not found") from None
     except ValidationError as e:
         raise InputError(folder / INGEST_REPORT, None, describe_validation_error(e)) from None
-    statements, _ = read_statements(folder / STATEMENTS_FILE)
+    statements = read_statements(folder / STATEMENTS_FILE).statements
     known = {s.statement_id: s for s in statements}
-    raw, _ = read_long_votes(folder / VOTES_FILE, known)
+    raw = read_long_votes(folder / VOTES_FILE, known).raw
     groups = None
     if (folder / GROUPS_FILE).is_file():
         groups = read_export_groups(folder / GROUPS_FILE)
-    conv = build_conversation(statements, raw, report, export_groups=groups)
+    inputs = [folder, *(folder / n for n in OUTPUT_FILES if (folder / n).is_file())]
+    conv = build_conversation(statements, raw, report, export_groups=groups, inputs=inputs)
     # The counts of the original ingest (superseded, tossed, dropped) describe the source.
     return Conversation(
         statements=conv.statements,
@@ -269,4 +330,5 @@ def read_conversation(folder: str | Path) -> Conversation:
         vote_time=conv.vote_time,
         report=report,
         export_groups=conv.export_groups,
+        inputs=conv.inputs,
     )

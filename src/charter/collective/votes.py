@@ -15,18 +15,25 @@ Column names are matched through aliases (`comment-id`, `tid` and `statement_id`
 so every Polis spelling is read without renaming. Known Polis columns that carry nothing we need
 (`datetime`, `agrees`, ...) are skipped; any other column is an error, so a misspelt column is
 reported rather than silently ignored. Problems (unknown vote values, votes on unknown statements,
-duplicate ids, empty text) are collected per file and reported together with their line and
-column; `lenient=True` drops the offending rows instead and counts them by reason.
+duplicate ids, timestamps or group ids that are not 64-bit integers) are collected per file and
+reported together with their line and column; `lenient=True` drops the offending rows instead and
+counts them by reason. A CSV file that cannot be split into records (a quote never closed) is an
+error in every mode, naming the line where the broken record starts: read leniently, it would
+swallow the rows after it.
+
+Statements with an empty text are skipped, never an error: a comment the moderator removed
+(`moderated = -1`) is often blanked in real exports; any other empty one is skipped with a
+warning. Votes on skipped statements are counted, not fatal. Both go into the ingest report.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
+import re
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -83,6 +90,7 @@ STATEMENT_SKIPPED = frozenset(
 WIDE_PARTICIPANT = ("participant", "participant_id", "pid", "voter-id")
 WIDE_META = frozenset({"xid", "group-id", "n-comments", "n-votes", "n-agree", "n-disagree"})
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # numpy's int64, where timestamps are kept
 VOTE_TEXT = {"1": 1, "+1": 1, "1.0": 1, "0": 0, "0.0": 0, "-0": 0, "-1": -1, "-1.0": -1}
 MAX_LISTED = 5  # offending rows quoted in an error message
 
@@ -94,7 +102,7 @@ class Statement(Record):
     text: str
     moderated: Moderation = 0
     author_id: str | None = None
-    created: int | None = None
+    created: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX)
 
     @field_validator("statement_id")
     @classmethod
@@ -127,6 +135,12 @@ class IngestReport(Strict):
     n_tossed_participants: int = Field(0, description="Participants in ids-to-toss.csv dropped.")
     n_tossed_votes: int = 0
     dropped: dict[str, int] = Field(default_factory=dict, description="--lenient drops by reason.")
+    skipped: dict[str, int] = Field(
+        default_factory=dict,
+        description="Left out by rule in every mode, never fatal: statements with empty text "
+        "(moderated out, or not) and the votes on them.",
+    )
+    warnings: list[str] = Field(default_factory=list, description="Skips a person should check.")
 
 
 @dataclass(frozen=True)
@@ -145,6 +159,8 @@ class Conversation:
     vote_time: NDArray[np.int64]  # -1 where the source had no timestamp
     report: IngestReport
     export_groups: Mapping[str, int] | None = None
+    # The files and folder it was read from: writing the conversation must never overwrite them.
+    inputs: tuple[Path, ...] = ()
 
     @property
     def statement_ids(self) -> list[str]:
@@ -215,25 +231,58 @@ def parse_vote(raw: object) -> int | None:
     return None
 
 
-def _parse_timestamp(raw: object) -> int | None:
-    """Milliseconds (Polis) or any integer clock; None for an empty cell; raises on junk."""
+def parse_integer(raw: object) -> int | None:
+    """A timestamp or group id: an integer that fits numpy's int64; None for an empty cell.
+
+    Raises `ValueError` saying what is wrong (callers add the file, line and column).
+
+    >>> [parse_integer(x) for x in ("1700000000000", " 7 ", "2.0", "", None, 3)]
+    [1700000000000, 7, 2, None, None, 3]
+    >>> for bad in ("inf", "nan", "1e30", "9223372036854775808", "1.5", "x"):
+    ...     try:
+    ...         parse_integer(bad)
+    ...     except ValueError as e:
+    ...         print(e)
+    not a finite number: "inf"
+    not a finite number: "nan"
+    beyond a 64-bit integer: "1e30"
+    beyond a 64-bit integer: "9223372036854775808"
+    not a whole number: "1.5"
+    not a number: "x"
+    """
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
-    if isinstance(raw, bool):
-        raise ValueError
+    shown = json.dumps(raw, ensure_ascii=False)[:40]
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError(f"expected an integer, got {shown}")
     if isinstance(raw, int):
-        return raw
-    if isinstance(raw, float):
-        if not math.isfinite(raw):
-            raise ValueError
-        return int(raw)
-    if isinstance(raw, str):
-        text = raw.strip()
-        try:
-            return int(text)
-        except ValueError:
-            return int(float(text))
-    raise ValueError
+        value = raw
+    else:
+        text = raw.strip() if isinstance(raw, str) else ""
+        if text and _DIGITS.fullmatch(text):
+            # Length first: int() of thousands of digits is slow, then refused by Python.
+            too_long = len(text.lstrip("+-").lstrip("0")) > 19
+            value = INT64_MAX + 1 if too_long else int(text)
+        else:
+            try:
+                number = raw if isinstance(raw, float) else float(text)
+            except ValueError:
+                raise ValueError(f"not a number: {shown}") from None
+            if not math.isfinite(number):
+                # float() turns "1e999" into inf: a finite spelling too big for any clock
+                big = bool(text) and not any(w in text.lower() for w in ("inf", "nan"))
+                raise ValueError(
+                    f"{'beyond a 64-bit integer' if big else 'not a finite number'}: {shown}"
+                )
+            if not number.is_integer():
+                raise ValueError(f"not a whole number: {shown}")
+            value = int(number)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"beyond a 64-bit integer: {shown}")
+    return value
+
+
+_DIGITS = re.compile(r"[+-]?[0-9]+")
 
 
 def _resolve_columns(
@@ -270,22 +319,57 @@ def _resolve_columns(
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(line number where the record starts, cells) for every record after the header."""
+    """(line number where the record starts, cells) for every record, the header included.
+
+    `strict=True`: without it, a quote that is never closed silently turns the rest of the file
+    into one cell; with it, the reader fails, and the error names the line where the broken
+    record starts.
+    """
     if not path.is_file():
-        raise InputError(path, None, "file not found")
+        raise InputError(path, None, "file not found" if not path.exists() else "not a file")
+    last = 0
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            last = 0
-            for cells in reader:
+            reader = csv.reader(f, strict=True)
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as e:
+                    problem = _describe_csv_error(e, last + 1, reader.line_num)
+                    raise InputError(path, last + 1, problem) from None
                 start, last = last + 1, reader.line_num
                 if not cells or (len(cells) == 1 and not cells[0].strip() and start > 1):
                     continue
                 yield start, cells
-    except UnicodeDecodeError as e:
-        raise InputError(path, None, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    except csv.Error as e:
-        raise InputError(path, None, f"malformed CSV: {e}") from None
+    except UnicodeDecodeError:
+        line, column, byte = _first_bad_utf8(path)
+        raise InputError(
+            path, line, f"not valid UTF-8 (byte 0x{byte:02x}, byte {column} of the line)"
+        ) from None
+
+
+def _first_bad_utf8(path: Path) -> tuple[int, int, int]:
+    """(line, column, byte) of the first byte that is not UTF-8; the reader's own error gives
+    only an offset into the block it was decoding."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return lineno, e.start + 1, raw[e.start]
+    return 1, 1, 0  # not reached: the reader found one
+
+
+def _describe_csv_error(err: csv.Error, start: int, end: int) -> str:
+    if "unexpected end of data" in str(err):
+        return (
+            "a quoted cell in the record starting on this line is never closed: the file ends "
+            f"inside it (line {end}); close the quote, or double a quote that is part of the text"
+        )
+    spans = f" (the record runs on to line {end}: an unclosed quote swallows the lines after it)"
+    return f"malformed CSV: {err}{spans if end > start else ''}"
 
 
 def csv_header(path: Path) -> list[str]:
@@ -301,8 +385,31 @@ def _cell(cells: Sequence[str], index: int | None) -> str:
 # --- statements ---------------------------------------------------------------------------------
 
 
-def read_statements(path: Path, *, lenient: bool = False) -> tuple[list[Statement], Counter[str]]:
-    """Statements from a Polis `comments.csv`, our `statements.csv`, or `statements.jsonl`."""
+EMPTY_MODERATED_OUT = "empty statement, moderated out"
+EMPTY_NOT_MODERATED = "empty statement, not moderated out"
+VOTE_ON_SKIPPED = "vote on a skipped statement"
+
+
+@dataclass
+class StatementsRead:
+    """What `read_statements` kept, what `--lenient` dropped, and what was skipped by rule."""
+
+    statements: list[Statement]
+    dropped: Counter[str]
+    skipped: dict[str, str]  # statement id → reason (EMPTY_MODERATED_OUT or EMPTY_NOT_MODERATED)
+    warnings: list[str]
+
+    @property
+    def skip_counts(self) -> Counter[str]:
+        return Counter(self.skipped.values())
+
+
+def read_statements(path: Path, *, lenient: bool = False) -> StatementsRead:
+    """Statements from a Polis `comments.csv`, our `statements.csv`, or `statements.jsonl`.
+
+    A statement whose text is empty is skipped, never fatal: silently when the moderator removed
+    it (`moderated = -1`; real exports blank such comments), with a warning otherwise.
+    """
     problems = _Problems(path, lenient)
     rows: list[tuple[int, dict[str, Any]]] = []
     if path.suffix == ".jsonl":
@@ -329,29 +436,48 @@ def read_statements(path: Path, *, lenient: bool = False) -> tuple[list[Statemen
                     del row[optional]
             rows.append((lineno, row))
     statements: list[Statement] = []
+    skipped: dict[str, str] = {}
+    warnings: list[str] = []
     seen: dict[str, int] = {}
     for lineno, obj in rows:
         data = _statement_fields(obj)
+        if "created" in data:
+            try:
+                data["created"] = parse_integer(data["created"])
+            except ValueError as e:
+                problems.add(lineno, "bad timestamp", f"column `created`: {e}")
+                continue
+        text = data.get("text")
+        empty = isinstance(text, str) and not text.strip()
         try:
-            statement = Statement.model_validate(data)
+            # An empty text is checked apart, so that the rest of the row is still validated.
+            statement = Statement.model_validate({**data, "text": "-"} if empty else data)
         except ValidationError as e:
-            reason = "empty text" if "empty text" in str(e) else "invalid statement"
-            problems.add(lineno, reason, describe_validation_error(e))
+            problems.add(lineno, "invalid statement", describe_validation_error(e))
             continue
-        if statement.statement_id in seen:
+        sid = statement.statement_id
+        if sid in seen:
             problems.add(
                 lineno,
                 "duplicate statement id",
-                f"column `statement_id`: duplicate id {statement.statement_id!r} "
-                f"(first on line {seen[statement.statement_id]})",
+                f"column `statement_id`: duplicate id {sid!r} (first on line {seen[sid]})",
             )
             continue
-        seen[statement.statement_id] = lineno
-        statements.append(statement)
+        seen[sid] = lineno
+        if not empty:
+            statements.append(statement)
+        elif statement.moderated == -1:
+            skipped[sid] = EMPTY_MODERATED_OUT
+        else:
+            skipped[sid] = EMPTY_NOT_MODERATED
+            warnings.append(
+                f"{path}, line {lineno}: statement {sid!r} has an empty text and was not "
+                "moderated out; skipped, with the votes on it"
+            )
     problems.raise_if_any()
     if not statements:
-        raise InputError(path, None, "no statements")
-    return statements, problems.counts
+        raise InputError(path, None, "no statements" + (" with text" if skipped else ""))
+    return StatementsRead(statements, problems.counts, skipped, warnings)
 
 
 def _statement_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -365,16 +491,15 @@ def _statement_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = value  # unknown field: let the strict model name it
             continue
         out[canonical] = value
-    if isinstance(out.get("statement_id"), int | str):
+    if isinstance(out.get("statement_id"), int | str) and not isinstance(
+        out.get("statement_id"), bool
+    ):
         out["statement_id"] = str(out["statement_id"]).strip()
-    if isinstance(out.get("author_id"), int):
+    if isinstance(out.get("author_id"), int) and not isinstance(out.get("author_id"), bool):
         out["author_id"] = str(out["author_id"])
     if isinstance(out.get("moderated"), str):
         text = out["moderated"].strip()
         out["moderated"] = int(text) if text in ("-1", "0", "1") else text
-    if isinstance(out.get("created"), str):
-        with contextlib.suppress(ValueError):  # the model reports what is left unparsed
-            out["created"] = _parse_timestamp(out["created"])
     return out
 
 
@@ -425,21 +550,44 @@ def _check_vote(
         )
         return None
     try:
-        time = _parse_timestamp(raw_time)
-    except ValueError:
-        problems.add(
-            lineno, "bad timestamp", f"column `timestamp`: not a number: {json.dumps(raw_time)}"
-        )
+        time = parse_integer(raw_time)
+    except ValueError as e:
+        problems.add(lineno, "bad timestamp", f"column `timestamp`: {e}")
         return None
     return value, time
 
 
+@dataclass
+class VotesRead:
+    """What a votes reader kept, what `--lenient` dropped, and the votes on skipped statements."""
+
+    raw: RawVotes
+    dropped: Counter[str]
+    on_skipped: int = 0
+    groups: dict[str, int] = field(default_factory=dict)  # the wide matrix's `group-id`s
+
+
+def _json_id(value: object) -> str | None:
+    """A participant or statement id from JSON: a string or an integer, nothing else."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    return str(value).strip()
+
+
 def read_long_votes(
-    path: Path, known: Mapping[str, Statement], *, lenient: bool = False
-) -> tuple[RawVotes, Counter[str]]:
-    """Long-format votes: CSV (Polis `votes.csv` or ours) or JSONL, one vote per row."""
+    path: Path,
+    known: Mapping[str, Statement],
+    *,
+    lenient: bool = False,
+    skipped: Collection[str] = (),
+) -> VotesRead:
+    """Long-format votes: CSV (Polis `votes.csv` or ours) or JSONL, one vote per row.
+
+    Votes on `skipped` statements (ids that the statements reader skipped) are counted only.
+    """
     problems = _Problems(path, lenient)
     raw = RawVotes()
+    on_skipped = 0
     if path.suffix == ".jsonl":
         for lineno, obj in iter_jsonl_lines(path):
             fields: dict[str, Any] = {}
@@ -453,7 +601,15 @@ def read_long_votes(
             missing = [k for k in ("participant_id", "statement_id", "vote") if k not in fields]
             if missing:
                 raise InputError(path, lineno, f"missing field `{missing[0]}`")
-            pid, sid = str(fields["participant_id"]).strip(), str(fields["statement_id"]).strip()
+            pid, sid = _json_id(fields["participant_id"]), _json_id(fields["statement_id"])
+            if pid is None or sid is None:
+                name = "participant_id" if pid is None else "statement_id"
+                shown = json.dumps(fields[name])[:40]
+                problems.add(lineno, "bad id", f"field `{name}`: expected a string, got {shown}")
+                continue
+            if sid in skipped:
+                on_skipped += 1
+                continue
             checked = _check_vote(
                 problems, lineno, pid, sid, fields["vote"], fields.get("timestamp"), known
             )
@@ -478,6 +634,9 @@ def read_long_votes(
                 continue
             pid = cells[cols["participant_id"]].strip()
             sid = cells[cols["statement_id"]].strip()
+            if sid in skipped:
+                on_skipped += 1
+                continue
             checked = _check_vote(
                 problems,
                 lineno,
@@ -490,22 +649,29 @@ def read_long_votes(
             if checked is not None:
                 raw.add(pid, sid, *checked)
     problems.raise_if_any()
-    return raw, problems.counts
+    return VotesRead(raw, problems.counts, on_skipped)
 
 
 def read_wide_votes(
-    path: Path, known: Mapping[str, Statement], *, lenient: bool = False
-) -> tuple[RawVotes, dict[str, int], Counter[str]]:
+    path: Path,
+    known: Mapping[str, Statement],
+    *,
+    lenient: bool = False,
+    skipped: Collection[str] = (),
+) -> VotesRead:
     """A Polis `participants-votes.csv`: one row per participant, one column per statement id.
 
-    Returns the votes, the `group-id` of every participant that has one, and the drop counts.
+    Returns the votes, the `group-id` of every participant that has one, and the drop counts;
+    the columns of `skipped` statements are counted only.
     """
     problems = _Problems(path, lenient)
     raw = RawVotes()
     groups: dict[str, int] = {}
+    on_skipped = 0
     header: list[str] | None = None
     pid_col = group_col = -1
     statement_cols: list[tuple[int, str]] = []
+    skipped_cols: list[int] = []
     seen_pids: dict[str, int] = {}
     for lineno, cells in _csv_rows(path):
         if header is None:
@@ -519,6 +685,9 @@ def read_wide_votes(
                 raise InputError(path, 1, f"column `{doubled[0]}` appears twice")
             for i, h in enumerate(header):
                 if i == pid_col or h in WIDE_META:
+                    continue
+                if h in skipped:
+                    skipped_cols.append(i)
                     continue
                 if h not in known:
                     problems.add(
@@ -546,12 +715,17 @@ def read_wide_votes(
             )
             continue
         seen_pids[pid] = lineno
-        if group_col >= 0 and cells[group_col].strip():
-            text = cells[group_col].strip()
+        if group_col >= 0:
             try:
-                groups[pid] = int(float(text))
-            except ValueError:
-                problems.add(lineno, "bad group id", f"column `group-id`: not a number: {text!r}")
+                group = parse_integer(cells[group_col])
+            except ValueError as e:
+                problems.add(
+                    lineno, "bad group id", f"column `group-id` (column {group_col + 1}): {e}"
+                )
+                group = None
+            if group is not None:
+                groups[pid] = group
+        on_skipped += sum(1 for i in skipped_cols if cells[i].strip())
         for i, sid in statement_cols:
             cell = cells[i].strip()
             if not cell:
@@ -568,7 +742,7 @@ def read_wide_votes(
     if header is None:
         raise InputError(path, None, "empty file: expected a header row")
     problems.raise_if_any()
-    return raw, groups, problems.counts
+    return VotesRead(raw, problems.counts, on_skipped, groups)
 
 
 def read_toss_ids(path: Path) -> set[str]:
@@ -595,11 +769,13 @@ def read_export_groups(path: Path) -> dict[str, int]:
             if pid_col < 0 or group_col < 0:
                 raise InputError(path, 1, "expected columns `participant` and `group-id`")
             continue
-        text = _cell(cells, group_col).strip()
-        if not text:
-            continue
         try:
-            groups[_cell(cells, pid_col).strip()] = int(float(text))
-        except ValueError:
-            raise InputError(path, lineno, f"column `group-id`: not a number: {text!r}") from None
+            group = parse_integer(_cell(cells, group_col))
+        except ValueError as e:
+            raise InputError(
+                path, lineno, f"column `{header[group_col]}` (column {group_col + 1}): {e}"
+            ) from None
+        pid = _cell(cells, pid_col).strip()
+        if group is not None and pid:
+            groups[pid] = group
     return groups
