@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,20 @@ import httpx
 from fastapi.testclient import TestClient
 
 from charter.assembly.app import AssemblySettings, create_app
+from charter.assembly.security import Rate
 
-ADMIN = "test-admin-token"
+ADMIN = "test-admin-token-0123456789-abcdefghijklmnopqrstuvwxyz"  # strong enough to start
+UNLIMITED = Rate(per_minute=10**9, burst=10**9)
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 ARTIFACTS = Path(os.environ.get("CHARTER_TEST_ARTIFACTS", "tests/artifacts")) / "assembly"
 
 
-def client(tmp_path: Path, **overrides: Any) -> TestClient:
+def client(tmp_path: Path, url: str | None = None, **overrides: Any) -> TestClient:
+    """The app in-process, over `url` (default: a fresh SQLite file in `tmp_path`)."""
     settings = AssemblySettings(
-        db_url=f"sqlite:///{tmp_path / 'assembly.db'}", admin_token=ADMIN, seed=0, **overrides
-    )
+        db_url=url or f"sqlite:///{tmp_path / 'assembly.db'}", admin_token=ADMIN, seed=0,
+        **overrides,
+    )  # fmt: skip
     return TestClient(create_app(settings))
 
 
@@ -76,13 +81,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Server:
+    base: str
+    port: int
+    proc: subprocess.Popen[str]
+
+
+def db_url(db: Path | str) -> str:
+    """A database URL, or a SQLite file's path made into one."""
+    return db if isinstance(db, str) and "://" in db else f"sqlite:///{db}"
+
+
 @contextmanager
-def served(db: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+def served(db: Path | str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`charter assembly serve` in a subprocess on a free port; yields the base URL."""
-    port = free_port()
+    with server_process(db, *args, env=env) as server:
+        yield server.base
+
+
+@contextmanager
+def server_process(
+    db: Path | str, *args: str, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[Server]:
+    """`charter assembly serve` over `db` (a SQLite path or any URL) in a subprocess, once it
+    answers; stopped (SIGTERM, then SIGKILL) at the end unless the test already killed it."""
+    port = port or free_port()
     full_env = {**os.environ, "CHARTER_ADMIN_TOKEN": ADMIN, **(env or {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "charter", "assembly", "serve", "--db", f"sqlite:///{db}",
+        [sys.executable, "-m", "charter", "assembly", "serve", "--db", db_url(db),
          "--port", str(port), *args],
         env=full_env,
         stdout=subprocess.PIPE,
@@ -103,7 +130,7 @@ def served(db: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not start in 60 s")
             time.sleep(0.2)
-        yield base
+        yield Server(base, port, proc)
     finally:
         proc.terminate()
         try:
@@ -111,3 +138,17 @@ def served(db: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def run_cli(
+    args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`charter ARGS` in a fresh interpreter. (`tests/conftest.py` has the same; this folder's
+    own conftest.py shadows that module's name, so the assembly tests import it from here.)"""
+    return subprocess.run(
+        [sys.executable, "-m", "charter", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

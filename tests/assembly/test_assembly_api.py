@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from assembly_helpers import ADMIN_HEADERS, camp_votes, client, create, join, statement_ids
+from assembly_helpers import (
+    ADMIN,
+    ADMIN_HEADERS,
+    UNLIMITED,
+    camp_votes,
+    client,
+    create,
+    join,
+    statement_ids,
+)
+from assembly_postgres import database_url_fixture  # noqa: F401
 from fastapi.testclient import TestClient
 
 from charter.assembly.db import vote_history
@@ -43,8 +54,8 @@ def test_admin_routes_need_the_admin_token(tmp_path: Path) -> None:
     assert c.get(f"/admin/c/{cid}").status_code == 401
 
 
-def test_participant_flow_next_vote_replace_and_204(tmp_path: Path) -> None:
-    c = client(tmp_path)
+def test_participant_flow_next_vote_replace_and_204(tmp_path: Path, database_url: str) -> None:
+    c = client(tmp_path, database_url)
     cid = create(c, SEEDS)
     me = join(c, cid)
     seen = []
@@ -79,8 +90,8 @@ def test_participant_flow_next_vote_replace_and_204(tmp_path: Path) -> None:
     assert [h.vote for h in history if h.statement_id == seen[0]] == [1, -1]
 
 
-def test_tokens_are_per_conversation_and_checked(tmp_path: Path) -> None:
-    c = client(tmp_path)
+def test_tokens_are_per_conversation_and_checked(tmp_path: Path, database_url: str) -> None:
+    c = client(tmp_path, database_url)
     a, b = create(c, ["x"]), create(c, ["y"])
     me = join(c, a)
     assert c.get(f"/api/conversations/{b}/next", headers=me).status_code == 401
@@ -94,22 +105,35 @@ def test_tokens_are_per_conversation_and_checked(tmp_path: Path) -> None:
     assert r.status_code == 404
 
 
-def test_bad_bodies_are_422_not_500(tmp_path: Path) -> None:
-    c = client(tmp_path)
+def test_bad_bodies_are_422_not_500(tmp_path: Path, database_url: str) -> None:
+    c = client(tmp_path, database_url)
     cid = create(c, ["x"])
     me = join(c, cid)
     url = f"/api/conversations/{cid}"
     for body in ({"statement_id": 1, "vote": 2}, {"statement_id": 2**40, "vote": 1},
                  {"statement_id": 1, "vote": 1, "extra": 0}):  # fmt: skip
         assert c.post(f"{url}/votes", json=body, headers=me).status_code == 422
-    for text in ("", "   ", "x" * 301, "bad\x00byte"):
-        assert c.post(f"{url}/statements", json={"text": text}, headers=me).status_code == 422
+
+    def post_json(path: str, body: object, headers: dict[str, str]) -> int:
+        # json.dumps escapes a lone surrogate as \udfff; httpx would refuse to encode it
+        raw = json.dumps(body).encode()
+        headers = {**headers, "Content-Type": "application/json"}
+        return c.post(path, content=raw, headers=headers).status_code
+
+    for text in ("", "   ", "x" * 301, "bad\x00byte", "lone \ud800 surrogate"):
+        assert post_json(f"{url}/statements", {"text": text}, me) == 422
+    # PostgreSQL cannot store NUL in text; neither database a lone surrogate
+    for description in ("nul\x00byte", "lone \udfff"):
+        conversation = {"topic": "t", "description": description}
+        assert post_json("/api/conversations", conversation, ADMIN_HEADERS) == 422
     assert c.post(f"{url}/statements", json={"text": "x" * 300}, headers=me).status_code == 201
     assert c.post(f"{url}/statements", json={"text": "x" * 300}, headers=me).status_code == 409
 
 
-def test_strict_moderation_and_authors_not_shown_their_own(tmp_path: Path) -> None:
-    c = client(tmp_path)
+def test_strict_moderation_and_authors_not_shown_their_own(
+    tmp_path: Path, database_url: str
+) -> None:
+    c = client(tmp_path, database_url)
     cid = create(c, ["seed"])
     author, other = join(c, cid), join(c, cid)
     url = f"/api/conversations/{cid}"
@@ -129,8 +153,8 @@ def test_strict_moderation_and_authors_not_shown_their_own(tmp_path: Path) -> No
     assert c.post(f"{url}/votes", json=vote, headers=other).status_code == 404
 
 
-def test_invite_codes_are_single_use(tmp_path: Path) -> None:
-    c = client(tmp_path)
+def test_invite_codes_are_single_use(tmp_path: Path, database_url: str) -> None:
+    c = client(tmp_path, database_url)
     cid = create(c, ["x"], invite_only=True)
     url = f"/api/conversations/{cid}"
     assert c.post(f"{url}/participants").status_code == 403
@@ -179,10 +203,10 @@ def _camp_conversation(c: TestClient, n: int = 60) -> tuple[int, list[int], set[
     return cid, sids, consensus
 
 
-def test_export_reingests_to_the_same_gic_as_the_live_analysis(tmp_path: Path) -> None:
-    from charter.assembly.security import Rate
-
-    c = client(tmp_path, address_rate=Rate(per_minute=10**6, burst=10**6))
+def test_export_reingests_to_the_same_gic_as_the_live_analysis(
+    tmp_path: Path, database_url: str
+) -> None:
+    c = client(tmp_path, database_url, address_rate=UNLIMITED, join_rate=UNLIMITED)
     cid, sids, consensus = _camp_conversation(c)
     live = c.get(f"/api/conversations/{cid}/analysis", headers=ADMIN_HEADERS).json()
     summary = live["summary"]
@@ -211,9 +235,7 @@ def test_export_reingests_to_the_same_gic_as_the_live_analysis(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_draft_from_the_live_analysis_is_a_valid_constitution(tmp_path: Path) -> None:
-    from charter.assembly.security import Rate
-
-    c = client(tmp_path, address_rate=Rate(per_minute=10**6, burst=10**6))
+    c = client(tmp_path, address_rate=UNLIMITED, join_rate=UNLIMITED)
     cid, _, consensus = _camp_conversation(c, n=40)
     r = c.post(f"/api/conversations/{cid}/draft", json={"min_gic": 0.5}, headers=ADMIN_HEADERS)
     assert r.status_code == 200, r.text
@@ -230,8 +252,8 @@ def _csrf(html: str) -> str:
     return match.group(1)
 
 
-def test_pages_vote_with_csrf_and_escape_user_text(tmp_path: Path) -> None:
-    c = client(tmp_path)
+def test_pages_vote_with_csrf_and_escape_user_text(tmp_path: Path, database_url: str) -> None:
+    c = client(tmp_path, database_url)
     cid = create(c, ["<script>alert(1)</script> & friends"], strict_moderation=False)
     page = c.get(f"/c/{cid}")
     assert page.status_code == 200
@@ -265,13 +287,13 @@ def test_arabic_conversation_is_right_to_left_and_switchable(tmp_path: Path) -> 
     assert '<html lang="en" dir="ltr">' in c.get(f"/c/{cid}").text  # the choice is remembered
 
 
-def test_admin_pages_login_create_moderate_and_export(tmp_path: Path) -> None:
-    c = client(tmp_path)
+def test_admin_pages_login_create_moderate_and_export(tmp_path: Path, database_url: str) -> None:
+    c = client(tmp_path, database_url)
     login = c.get("/admin")
     token = _csrf(login.text)
     r = c.post("/admin/login", data={"csrf": token, "token": "wrong"})
     assert r.status_code == 401
-    r = c.post("/admin/login", data={"csrf": token, "token": "test-admin-token"})
+    r = c.post("/admin/login", data={"csrf": token, "token": ADMIN})
     assert r.status_code == 200 and "New conversation" in r.text
     r = c.post("/admin/conversations", data={"csrf": token, "topic": "Pages", "language": "en",
                "seeds": "one\ntwo\n\n", "strict_moderation": "1"})  # fmt: skip
@@ -305,5 +327,5 @@ def test_generated_admin_token_is_printed_once_and_stored_hashed(tmp_path: Path)
         stored = [r.value for r in conn.execute(secrets_table.select())]
     assert token not in stored
     assert AdminCheck(db).ok(token) and not AdminCheck(db).ok(token + "x")
-    setup_admin_token(db, "from-env")  # CHARTER_ADMIN_TOKEN replaces it
-    assert AdminCheck(db).ok("from-env") and not AdminCheck(db).ok(token)
+    setup_admin_token(db, ADMIN)  # CHARTER_ADMIN_TOKEN replaces it
+    assert AdminCheck(db).ok(ADMIN) and not AdminCheck(db).ok(token)

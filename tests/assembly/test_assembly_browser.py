@@ -30,7 +30,7 @@ playwright_api = pytest.importorskip(
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = tmp_path_factory.mktemp("browser") / "assembly.db"
-    with served(db, "--address-rate", "1000000") as base:
+    with served(db, "--address-rate", "1000000", "--join-rate", "1000000") as base:
         yield base
 
 

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from assembly_helpers import ADMIN_HEADERS, camp_votes, free_port, served
+from assembly_helpers import ADMIN_HEADERS, camp_votes, free_port, run_cli, served
 
 from charter.constitution.load import load_constitution
-from conftest import run_cli
 
 
 def test_serve_prints_a_generated_admin_token_once(tmp_path: Path) -> None:
@@ -51,7 +50,9 @@ def test_serve_prints_a_generated_admin_token_once(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_export_ingest_analyze_draft_run_end_to_end(tmp_path: Path) -> None:
-    with served(tmp_path / "assembly.db", "--address-rate", "1000000") as base:
+    with served(
+        tmp_path / "assembly.db", "--address-rate", "1000000", "--join-rate", "1000000"
+    ) as base:
         seeds = [f"Opinion {i}" for i in range(1, 9)] + [
             "The assistant should tell the truth.",
             "The assistant should protect people's privacy.",

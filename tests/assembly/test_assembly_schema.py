@@ -26,6 +26,7 @@ _c = client(
     Path(tempfile.mkdtemp(prefix="charter-schemathesis-")),
     participant_rate=Rate(per_minute=10**6, burst=10**6),
     address_rate=Rate(per_minute=10**6, burst=10**6),
+    join_rate=Rate(per_minute=10**6, burst=10**6),
 )
 CID = create(_c, ["Seed one", "Seed two", "Seed three"], strict_moderation=False)
 HEADERS = {**ADMIN_HEADERS, **join(_c, CID)}

@@ -1,13 +1,15 @@
 """The FastAPI app: settings, the factory, and the JSON API (`/api/...`, schema at `/openapi.json`).
 
 Participants send `X-Participant-Token`, admins `Authorization: Bearer <token>`; the HTML pages
-(`charter.assembly.pages`) use cookies for the same tokens. Every request body is validated by
-pydantic with unknown fields refused; integers that reach the database are bounded so no input
-can overflow a column.
+(`charter.assembly.pages`) use cookies for the same tokens. Every request body is capped in size
+before it is read (`body_limit`), then validated by pydantic with unknown fields refused;
+integers are strict (`true` is not a vote) and bounded so no input can overflow a column. A busy
+database answers 503 with `Retry-After`; rate limits answer 429 with `Retry-After`.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Callable
@@ -15,12 +17,15 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from charter.assembly import export, store
-from charter.assembly.db import DEFAULT_DB, Database
+from charter.assembly.body_limit import BodyLimit
+from charter.assembly.db import DEFAULT_DB, Database, DatabaseBusy
 from charter.assembly.live import AnalysisCache
 from charter.assembly.security import AdminCheck, Rate, RateLimiter, csrf_key, setup_admin_token
 from charter.assembly.store import AssemblyError, Language, Participant
@@ -30,19 +35,41 @@ from charter.records import Strict
 MAX_ID = 2**31 - 1
 MAX_STATEMENT_CHARS = 300  # Polis allows 140; room for one sentence in Arabic or German
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Lone surrogates cannot be encoded as UTF-8 (neither database stores them); NUL neither in
+# PostgreSQL text.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+# Creating a conversation carries up to 500 seed statements (JSON may spell each character as
+# six bytes, `\u0627`): the two routes that do get a larger cap than everything else.
+ADMIN_BODY_ROUTES = frozenset({("POST", "/api/conversations"), ("POST", "/admin/conversations")})
 
 
 @dataclass
 class AssemblySettings:
-    """How one assembly server runs."""
+    """How one assembly server runs. Rates are token buckets per process (see `docs/assembly.md`
+    for what they stop and what they do not)."""
 
     db_url: str = DEFAULT_DB
-    admin_token: str | None = None  # CHARTER_ADMIN_TOKEN
+    admin_token: str | None = None  # CHARTER_ADMIN_TOKEN; at least 32 characters
+    # writes (votes, statements, joins) by one participant
     participant_rate: Rate = field(default_factory=lambda: Rate(per_minute=120, burst=30))
-    address_rate: Rate = field(default_factory=lambda: Rate(per_minute=1200, burst=300))
+    # writes by one client address, all participants together
+    address_rate: Rate = field(default_factory=lambda: Rate(per_minute=600, burst=120))
+    # new participants from one client address: a new participant starts with a full
+    # participant bucket, so without this one address could mint voters without limit
+    join_rate: Rate = field(default_factory=lambda: Rate(per_minute=10, burst=10))
+    max_body_bytes: int = 64 * 1024  # every request body but the two below
+    max_admin_body_bytes: int = 2 * 1024 * 1024  # creating a conversation (ADMIN_BODY_ROUTES)
+    busy_timeout_s: float = 2.0  # wait this long for a locked database, then answer 503
+    max_waiting_writes: int = 32  # requests waiting to write at once (of 40 worker threads)
     synchronous: str = "FULL"
     secure_cookies: bool = False  # set behind HTTPS
     seed: int | None = None  # statement draws; None: random
+
+    def body_limit(self, scope: Scope) -> int:
+        """The body cap, in bytes, for one request."""
+        if (scope.get("method"), scope.get("path")) in ADMIN_BODY_ROUTES:
+            return max(self.max_body_bytes, self.max_admin_body_bytes)
+        return self.max_body_bytes
 
 
 def clean_text(value: str) -> str:
@@ -50,8 +77,23 @@ def clean_text(value: str) -> str:
     value = value.strip()
     if not value:
         raise ValueError("empty text")
-    if _CONTROL.search(value):
+    if _CONTROL.search(value) or _UNSTORABLE.search(value):
         raise ValueError("control characters are not allowed")
+    return value
+
+
+def storable_text(value: str) -> str:
+    """Free text (a description: newlines allowed) that both databases can store."""
+    if _UNSTORABLE.search(value):
+        raise ValueError("NUL bytes and lone surrogates are not allowed")
+    return value
+
+
+def exact_int(value: object) -> object:
+    """Refuse booleans and floats where an integer is meant: `{"vote": true}` is not a vote.
+    (Pydantic's lax mode reads `true` as 1 and `1.0` as 1 for a `Literal[-1, 0, 1]`.)"""
+    if type(value) is not int:
+        raise ValueError("must be an integer (not a boolean, string or float)")
     return value
 
 
@@ -63,7 +105,7 @@ ConvId = Annotated[int, Path(ge=1, le=MAX_ID, description="The conversation id."
 
 class ConversationIn(Strict):
     topic: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(clean_text)]
-    description: Annotated[str, Field(max_length=4000)] = ""
+    description: Annotated[str, Field(max_length=4000), AfterValidator(storable_text)] = ""
     language: Language = "en"
     seed_statements: Annotated[list[StatementText], Field(max_length=500)] = Field(
         default_factory=list
@@ -100,9 +142,13 @@ class NextOut(Strict):
     text: str
 
 
+StrictId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+VoteValue = Annotated[Literal[-1, 0, 1], BeforeValidator(exact_int)]
+
+
 class VoteIn(Strict):
-    statement_id: Annotated[int, Field(ge=1, le=MAX_ID)]
-    vote: Literal[-1, 0, 1] = Field(description="1 agree, -1 disagree, 0 pass.")
+    statement_id: StrictId
+    vote: VoteValue = Field(description="1 agree, -1 disagree, 0 pass (integers; not booleans).")
 
 
 class VoteOut(Strict):
@@ -125,11 +171,11 @@ class StatementOut(Strict):
 
 
 class ModerationIn(Strict):
-    moderated: Literal[-1, 0, 1] = Field(description="1 in, -1 out, 0 pending.")
+    moderated: VoteValue = Field(description="1 in, -1 out, 0 pending.")
 
 
 class InvitesIn(Strict):
-    count: Annotated[int, Field(ge=1, le=1000)]
+    count: Annotated[int, Field(ge=1, le=1000, strict=True)]
 
 
 class InvitesOut(Strict):
@@ -164,24 +210,38 @@ class Assembly:
 
     def __init__(self, settings: AssemblySettings) -> None:
         self.settings = settings
-        self.db = Database(settings.db_url, synchronous=settings.synchronous)
+        self.db = Database(
+            settings.db_url,
+            synchronous=settings.synchronous,
+            busy_timeout_s=settings.busy_timeout_s,
+            max_waiting_writes=settings.max_waiting_writes,
+        )
         self.db.create_all()
         self.generated_admin_token = setup_admin_token(self.db, settings.admin_token)
         self.admin = AdminCheck(self.db)
         self.csrf_key = csrf_key(self.db)
         self.per_participant = RateLimiter(settings.participant_rate)
         self.per_address = RateLimiter(settings.address_rate)
+        self.joins = RateLimiter(settings.join_rate)
         self.analyses = AnalysisCache(self.db)
         self.rng = random.Random(settings.seed)
 
-    def limit(self, request: Request, participant: Participant | None = None) -> None:
-        """Count one write against the caller's address (and participant); 429 when over."""
+    def limit(
+        self, request: Request, participant: Participant | None = None, *, joining: bool = False
+    ) -> None:
+        """Count one write against the caller's address, and its participant or (`joining`) the
+        address's new participants; 429 when any of them is over, and then none is counted."""
         address = request.client.host if request.client else "unknown"
-        wait = self.per_address.check(address)
-        if not wait and participant is not None:
-            wait = self.per_participant.check(f"p{participant.id}")
+        checks = [(self.per_address, address)]
+        if joining:
+            checks.append((self.joins, address))
+        if participant is not None:
+            checks.append((self.per_participant, f"p{participant.id}"))
+        wait = max(limiter.wait(key) for limiter, key in checks)
         if wait:
             raise RateLimited(wait)
+        for limiter, key in checks:
+            limiter.take(key)
 
 
 class RateLimited(Exception):
@@ -220,7 +280,7 @@ def participant_dep(
 Admin = Depends(require_admin)
 ParticipantDep = Annotated[Participant, Depends(participant_dep)]
 ERRORS: dict[int | str, dict[str, object]] = {
-    c: {"model": Problem} for c in (401, 403, 404, 409, 422, 429)
+    c: {"model": Problem} for c in (401, 403, 404, 409, 413, 422, 429, 503)
 }
 
 api = APIRouter(prefix="/api", responses=ERRORS)
@@ -252,7 +312,7 @@ def new_participant(
     id: ConvId, request: Request, assembly: AssemblyDep, body: ParticipantIn | None = None
 ) -> ParticipantOut:
     """A new anonymous participant; send its token as `X-Participant-Token`."""
-    assembly.limit(request)
+    assembly.limit(request, joining=True)
     code = body.invite_code if body else None
     return ParticipantOut(token=store.new_participant(assembly.db, id, code))
 
@@ -453,11 +513,37 @@ def create_app(settings: AssemblySettings | None = None) -> FastAPI:
             headers={"Retry-After": str(max(1, round(e.wait)))},
         )
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError) -> Response:
+        # FastAPI's own handler echoes the input, and Starlette encodes JSON as UTF-8, which a
+        # lone surrogate in that input (`"\ud800"` is valid JSON) cannot be: a 500. ASCII can.
+        return AsciiJSONResponse({"detail": jsonable_encoder(e.errors())}, status_code=422)
+
+    @app.exception_handler(DatabaseBusy)
+    async def _busy(request: Request, e: DatabaseBusy) -> Response:
+        headers = {"Retry-After": str(e.retry_after)}
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": str(e)}, status_code=503, headers=headers)
+        from charter.assembly.pages import error_page
+
+        page = error_page(request, 503, f"database busy: {e}")
+        page.headers.update(headers)
+        return page
+
     app.include_router(api)
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # The last added is the outermost: security headers go on the 413s too.
+    app.add_middleware(BodyLimit, limit_for=settings.body_limit)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: any Python string can be sent."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 SECURITY_HEADERS = [

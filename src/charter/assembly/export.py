@@ -13,6 +13,12 @@ a download of them unchanged:
 
 `load_conversation` builds the same `Conversation` that ingesting these files gives, straight
 from the database, for the live analysis.
+
+Statement text is public input and spreadsheets run a cell that starts with `=`, `+`, `-` or `@`
+as a formula (`=HYPERLINK(...)`, DDE): the text cells of the CSVs (`comment-body`) are
+neutralised as OWASP recommends for CSV injection, by prefixing a single quote `'`. Only text
+cells: numbers (votes of -1 included) stay numbers. So a statement `=1+1` reads back from the
+export as `'=1+1`; the live analysis, reading the database, sees the text as written.
 """
 
 from __future__ import annotations
@@ -30,6 +36,18 @@ from charter.collective.ingestion import build_conversation
 from charter.collective.votes import Conversation, IngestReport, RawVotes, Statement
 
 EXPORT_FILES = ("comments.csv", "votes.csv", "participants-votes.csv")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(text: str) -> str:
+    """A text cell a spreadsheet will show, not run (OWASP's CSV-injection advice).
+
+    >>> print(neutralise_cell('=HYPERLINK("http://x.example","click")'))
+    '=HYPERLINK("http://x.example","click")
+    >>> neutralise_cell("-1 is my answer"), neutralise_cell("Honesty first")
+    ("'-1 is my answer", 'Honesty first')
+    """
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _datetime(ms: int) -> str:
@@ -54,7 +72,7 @@ def comments_csv(db: Database, cid: int) -> str:
     for r in rows:
         out.append(
             (r.created, _datetime(r.created), r.id, "" if r.author_id is None else r.author_id,
-             r.n_agree, r.n_disagree, r.moderated, r.text)
+             r.n_agree, r.n_disagree, r.moderated, neutralise_cell(r.text))
         )  # fmt: skip
     return _csv(out)
 

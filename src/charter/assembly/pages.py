@@ -53,6 +53,8 @@ ERROR_KEYS = {
     "too many requests": "err_rate",
     "text": "err_text",
     "admin token required": "err_admin",
+    "database busy": "err_busy",
+    "vote form": "err_vote_form",
 }
 PALETTE = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d")
 
@@ -117,11 +119,28 @@ def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def _limit(request: Request, assembly: Assembly, who: Participant | None = None) -> None:
+def _limit(
+    request: Request, assembly: Assembly, who: Participant | None = None, *, joining: bool = False
+) -> None:
     try:
-        assembly.limit(request, who)
+        assembly.limit(request, who, joining=joining)
     except RateLimited:
         raise AssemblyError(429, "too many requests") from None
+
+
+def _form_int(value: str, name: str, low: int, high: int, form: str) -> int:
+    """A required integer field of a form. A missing one is an error, never a default: a vote
+    form without `statement_id` once voted on statement 1."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        found = "missing" if not value.strip() else f"{value[:20]!r} is not"
+        raise AssemblyError(
+            400, f"{form}: {name} {found} an integer from {low} to {high}; reload the page"
+        )
+    return number
 
 
 def _cid(cid: int) -> int:
@@ -179,7 +198,7 @@ def _participant_or_new(
             return store.participant_for(assembly.db, cid, token), None
         except AssemblyError:
             pass
-    _limit(request, assembly)
+    _limit(request, assembly, joining=True)
     token = store.new_participant(assembly.db, cid, invite_code)
     return store.participant_for(assembly.db, cid, token), token
 
@@ -218,17 +237,19 @@ def vote_form(
     request: Request,
     cid: int,
     csrf: Annotated[str, Form()] = "",
-    statement_id: Annotated[int, Form(ge=1, le=MAX_ID)] = 1,
-    vote: Annotated[int, Form(ge=-1, le=1)] = 0,
+    statement_id: Annotated[str, Form(max_length=20)] = "",
+    vote: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     _check_csrf(request, csrf)
+    sid = _form_int(statement_id, "statement_id", 1, MAX_ID, "vote form")
+    choice = _form_int(vote, "vote", -1, 1, "vote form")
     assembly = get_assembly(request)
     conv = store.get_conversation(assembly.db, _cid(cid))
     if conv.invite_only and not request.cookies.get(_participant_cookie(cid)):
         raise AssemblyError(403, "invite code required")
     who, token = _participant_or_new(request, assembly, cid)
     _limit(request, assembly, who)
-    store.cast_vote(assembly.db, who, statement_id, vote)
+    store.cast_vote(assembly.db, who, sid, choice)
     return _with_participant_cookie(_see_other(f"/c/{cid}?note=voted"), request, cid, token)
 
 
@@ -379,12 +400,14 @@ def admin_moderate(
     request: Request,
     cid: int,
     csrf: Annotated[str, Form()] = "",
-    statement_id: Annotated[int, Form(ge=1, le=MAX_ID)] = 1,
-    moderated: Annotated[int, Form(ge=-1, le=1)] = 0,
+    statement_id: Annotated[str, Form(max_length=20)] = "",
+    moderated: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     _check_csrf(request, csrf)
+    sid = _form_int(statement_id, "statement_id", 1, MAX_ID, "moderation form")
+    decision = _form_int(moderated, "moderated", -1, 1, "moderation form")
     assembly = _require_admin(request)
-    store.moderate(assembly.db, _cid(cid), statement_id, moderated)
+    store.moderate(assembly.db, _cid(cid), sid, decision)
     return _see_other(f"/admin/c/{cid}?note=moderated")
 
 

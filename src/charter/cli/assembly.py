@@ -32,9 +32,30 @@ def assembly() -> None:
 @click.option(
     "--address-rate",
     type=click.FloatRange(min=0, min_open=True),
-    default=1200,
+    default=600,
     show_default=True,
-    help="Writes per minute from one IP address (bursts of a quarter of that).",
+    help="Writes per minute from one IP address (bursts of a fifth of that).",
+)
+@click.option(
+    "--join-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10,
+    show_default=True,
+    help="New participants per minute from one IP address (bursts of a minute's worth).",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1024),
+    default=64 * 1024,
+    show_default=True,
+    help="Largest request body (413 above it); creating a conversation allows 2 MiB.",
+)
+@click.option(
+    "--busy-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Seconds a write waits for a locked database before answering 503 with Retry-After.",
 )
 @click.option(
     "--synchronous",
@@ -51,13 +72,17 @@ def serve(
     port: int,
     participant_rate: float,
     address_rate: float,
+    join_rate: float,
+    max_body_bytes: int,
+    busy_timeout: float,
     synchronous: str,
     secure_cookies: bool,
     proxy_headers: bool,
 ) -> None:
     """Serve the participant pages (/c/ID), the admin pages (/admin) and the JSON API (/api,
-    schema at /openapi.json). The admin token is CHARTER_ADMIN_TOKEN, or one generated and
-    printed once at first start (only its hash is stored)."""
+    schema at /openapi.json). The admin token is CHARTER_ADMIN_TOKEN (at least 32 characters;
+    a weaker one stops the server), or one generated and printed once at first start (only its
+    hash is stored). Limits, status codes and PostgreSQL: docs/assembly.md."""
     import uvicorn
 
     from charter.assembly.app import AssemblySettings, create_app
@@ -67,7 +92,10 @@ def serve(
         db_url=db_url,
         admin_token=os.environ.get("CHARTER_ADMIN_TOKEN") or None,
         participant_rate=Rate(participant_rate, max(1, int(participant_rate / 4))),
-        address_rate=Rate(address_rate, max(1, int(address_rate / 4))),
+        address_rate=Rate(address_rate, max(1, int(address_rate / 5))),
+        join_rate=Rate(join_rate, max(1, int(join_rate))),
+        max_body_bytes=max_body_bytes,
+        busy_timeout_s=busy_timeout,
         synchronous=synchronous,
         secure_cookies=secure_cookies,
     )
