@@ -220,9 +220,14 @@ def ingest(
 
 
 def _csv_text(rows: Sequence[Sequence[object]]) -> str:
+    """CSV with `\n` line ends that reads back cell for cell."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerows(rows)
+    # The writer quotes a cell holding "\n" but not one holding a lone "\r", which every reader
+    # takes for a line end; such rows (rare: ids with control characters) are quoted whole.
+    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for row in rows:
+        (quoted if any("\r" in str(c) for c in row) else writer).writerow(row)
     return buf.getvalue()
 
 

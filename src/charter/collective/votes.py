@@ -203,13 +203,18 @@ class _Problems:
 def natural_order(ids: Sequence[str]) -> list[str]:
     """Ids sorted numerically when all are integers, else as text.
 
+    Ties (`0` and `000`) are broken by the text, so the order never depends on the order the ids
+    came in (participant ids come out of a set, whose order changes from run to run).
+
     >>> natural_order(["10", "9", "100"])
     ['9', '10', '100']
     >>> natural_order(["b", "a10", "a9"])
     ['a10', 'a9', 'b']
+    >>> natural_order(["000", "0", "+0"])
+    ['+0', '0', '000']
     """
     try:
-        return sorted(ids, key=int)
+        return sorted(ids, key=lambda x: (int(x), x))
     except ValueError:
         return sorted(ids)
 
