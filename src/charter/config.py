@@ -1,7 +1,9 @@
 """The typed run configuration: named presets, overlaid by a YAML file, then by `--set key=value`.
 
-Unknown keys are errors that name the key and where it came from; YAML is read with
-`yaml.safe_load`, so a config can never execute code.
+Unknown keys and bad values are errors that name the key and where it came from (the file and
+line, or the `--set`). YAML is read by `charter.userinput.parse_yaml`: safe (a config can never
+execute code), at most 2 MB, and without anchors or aliases (a few hundred bytes of nested
+aliases once made a 21 MB config.yaml).
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ import copy
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError
 
-from charter.errors import ConfigError
+from charter.errors import ConfigError, InputError, validation_problems
 from charter.records import Sampling, Strict
 from charter.sl.stage import SLConfig
+from charter.userinput import Lines, line_of, parse_yaml, read_text
 
 
 class GenerationConfig(Strict):
@@ -158,7 +160,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "evaluate": {
             "limit": 4,
-            "max_new_tokens": 64,
+            # 64 tokens cut 23 of 24 base answers, and the judge then compared cut-off texts.
+            "max_new_tokens": 160,
             "principles_per_pair": 1,
             "few_shot": 1,
         },
@@ -193,15 +196,35 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def parse_value(raw: str, source: str) -> Any:
+    """A command-line value read as YAML (`0.2`, `null`, `[a, b]`, text); blank is `""`.
+
+    >>> parse_value("[1, 2]", "--set x"), parse_value("2024-01-01", "--set x")
+    ([1, 2], '2024-01-01')
+    """
+    if not raw.strip():
+        return ""
+    try:
+        value, _ = parse_yaml(raw, source)
+    except InputError as e:
+        raise ConfigError(f"{source}: {e.problem}") from None
+    return value
+
+
 def parse_override(text: str) -> dict[str, Any]:
     """`"generation.temperature=0.2"` → `{"generation": {"temperature": 0.2}}` (value as YAML)."""
     key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
+    parts = key.strip().split(".")
+    if not sep or not all(p.strip() for p in parts):
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. generation.temperature=0.2")
-    value: Any = yaml.safe_load(raw) if raw.strip() else ""
-    for part in reversed(key.strip().split(".")):
-        value = {part: value}
+    value: Any = parse_value(raw, f"--set {text!r}")
+    for part in reversed(parts):
+        value = {part.strip(): value}
     return value  # type: ignore[no-any-return]
+
+
+# Where each part of a merged config came from: (label, data, lines of a file).
+Sources = list[tuple[str, dict[str, Any], Lines | None]]
 
 
 def load_config(
@@ -211,35 +234,59 @@ def load_config(
 ) -> RunConfig:
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}: expected one of {', '.join(PRESETS)}")
-    data = copy.deepcopy(PRESETS[preset])
-    source = f"preset {preset!r}"
+    sources: Sources = [(f"preset {preset!r}", PRESETS[preset], None)]
     if file is not None:
         path = Path(file)
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+            loaded, lines = parse_yaml(read_text(path, what="config file"), path)
+        except InputError as e:
+            raise ConfigError(str(e)) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(
                 f"{path}: expected a mapping of config keys, got {type(loaded).__name__}"
             )
-        data = deep_merge(data, loaded)
-        source = str(path)
+        sources.append((str(path), loaded, lines))
+    return overlay_config(copy.deepcopy(PRESETS[preset]), overrides, sources)
+
+
+def overlay_config(
+    base: dict[str, Any],
+    overrides: list[str] | tuple[str, ...] = (),
+    sources: Sources | None = None,
+) -> RunConfig:
+    """`base` (a resolved config or a preset) with the `sources` after the first and the
+    `--set` overrides merged on top, validated; errors name where each bad key came from."""
+    sources = list(sources or [("config", base, None)])
+    data = base
+    for _, overlay, _ in sources[1:]:
+        data = deep_merge(data, overlay)
     for text in overrides:
-        data = deep_merge(data, parse_override(text))
+        overlay = parse_override(text)
+        sources.append((f"--set {text}", overlay, None))
+        data = deep_merge(data, overlay)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                problems.append(f"unknown key `{key}`")
-            else:
-                problems.append(f"`{key}`: {err['msg']}")
-        where = source + (" with --set overrides" if overrides else "")
-        raise ConfigError(f"invalid config ({where}): " + "; ".join(problems)) from None
+        problems = [f"{_origin(p.loc, sources)}: {p.text('key')}" for p in validation_problems(e)]
+        raise ConfigError("invalid config: " + "; ".join(problems)) from None
+
+
+def _origin(loc: tuple[str | int, ...], sources: Sources) -> str:
+    """The last source that sets the value at `loc` (or, failing that, its enclosing value)."""
+    for depth in range(len(loc), 0, -1):
+        for label, data, lines in reversed(sources):
+            if _holds(data, loc[:depth]):
+                line = line_of(lines, loc[:depth]) if lines is not None else None
+                return label if line is None else f"{label}, line {line}"
+    return sources[-1][0]
+
+
+def _holds(data: Any, loc: tuple[str | int, ...]) -> bool:
+    for part in loc:
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not in_list and not (isinstance(data, dict) and part in data):
+            return False
+        data = data[part]
+    return True

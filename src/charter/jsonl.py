@@ -1,33 +1,24 @@
-"""Reading JSONL at the edge: every line validated, every problem reported with file and line."""
+"""Reading JSONL at the edge: every line validated, every problem reported with file and line.
+
+Each line goes through `charter.userinput.parse_json` (nesting limit, no lone surrogates) and
+then the record's pydantic model; errors are worded by `charter.errors.describe_validation_error`
+("p.jsonl, line 3: field `prompt`: expected text (got 5)").
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from charter.errors import InputError
+from charter.errors import InputError, describe_validation_error
+from charter.userinput import parse_json
 
 M = TypeVar("M", bound=BaseModel)
 
-
-def describe_validation_error(err: ValidationError) -> str:
-    """One line per problem: the dotted field, what was wrong, and what was given."""
-    parts = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(record)"
-        msg = e["msg"]
-        given = e.get("input")
-        shown = (
-            ""
-            if isinstance(given, dict)
-            else f" (got {json.dumps(given, ensure_ascii=False)[:60]})"
-        )
-        parts.append(f"field `{field}`: {msg}{shown}")
-    return "; ".join(parts)
+__all__ = ["describe_validation_error", "iter_jsonl_lines", "read_jsonl", "read_jsonl_numbered"]
 
 
 def iter_jsonl_lines(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
@@ -36,7 +27,11 @@ def iter_jsonl_lines(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
         raise InputError(path, None, "file not found")
     if path.is_dir():
         raise InputError(path, None, "is a folder, expected a JSONL file")
-    with path.open("rb") as f:
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise InputError(path, None, f"cannot read it: {e.strerror or e}") from None
+    with f:
         for lineno, raw in enumerate(f, start=1):
             try:
                 text = raw.decode("utf-8")
@@ -46,17 +41,20 @@ def iter_jsonl_lines(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
                     lineno,
                     f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
                 ) from None
+            if lineno == 1:
+                text = text.removeprefix("\ufeff")
             if not text.strip():
                 continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise InputError(
-                    path, lineno, f"invalid JSON: {e.msg} at column {e.colno}"
-                ) from None
+            obj = parse_json(text, path, lineno)
             if not isinstance(obj, dict):
-                raise InputError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
+                raise InputError(path, lineno, f"expected a JSON object, got {_kind(obj)}")
             yield lineno, obj
+
+
+def _kind(value: object) -> str:
+    return {list: "a list", str: "text", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number"
+    )
 
 
 def read_jsonl_numbered(path: str | Path, model: type[M]) -> list[tuple[int, M]]:

@@ -73,9 +73,11 @@ def test_invalid_constitutions_name_the_field(
     with pytest.raises(InputError, match=field.replace("(", r"\(").replace(".", r"\.")):
         parse_constitution(data, "c.yaml")
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    # Through JSON: PyYAML would write the repeated principle as an anchor and an alias, which
+    # charter refuses (alias bombs) before it could see the duplicate id.
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(data)), allow_unicode=True))
     r = run_cli(["constitution", "validate", str(path)])
-    assert r.returncode == 2 and field in r.stderr and str(path) in r.stderr
+    assert r.returncode == 1 and field in r.stderr and str(path) in r.stderr
 
 
 def test_hash_round_trip_and_localization(tmp_path: Path) -> None:

@@ -41,11 +41,12 @@ import random
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from charter.backends.base import truncate_at_stop
 from charter.errors import BackendError
 from charter.records import Completion, Message, OptionQuery, Sampling
+from charter.redact import redact_spec
 
 if TYPE_CHECKING:
     import httpx
@@ -199,8 +200,12 @@ class OpenAIBackend:
         base, model = base.strip().rstrip("/"), model.strip()
         parts = urlsplit(base)
         if not sep or not model or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise BackendError(f"openai backend target {target!r} must look like {TARGET_SHAPE}")
-        self.spec = "openai:" + target
+            raise BackendError(
+                f"openai backend target {redact_spec(target)!r} must look like {TARGET_SHAPE}"
+            )
+        # Written into records and messages, so without the URL's credentials; requests use
+        # `base_url`, which keeps them (userinfo as basic auth, query parameters as given).
+        self.spec = redact_spec("openai:" + target)
         self.base_url = base
         self.model = model
         self.concurrency: int = _coerce("concurrency", concurrency, int, 1)
@@ -222,7 +227,12 @@ class OpenAIBackend:
     # -- HTTP ----------------------------------------------------------------------------------
     def _redact(self, text: str) -> str:
         key = self._api_key.value
-        return text.replace(key, "***") if key else text
+        return redact_spec(text.replace(key, "***") if key else text)
+
+    def _url(self, path: str) -> str:
+        """`base_url` + `/path`, with the base URL's query (`?api-version=…`) after the path."""
+        parts = urlsplit(self.base_url)
+        return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{path}"))
 
     def _client(self) -> httpx.AsyncClient:
         import httpx
@@ -245,7 +255,7 @@ class OpenAIBackend:
         """POST with retries; the parsed JSON answer, or a BackendError a person can act on."""
         import httpx
 
-        url = f"{self.base_url}/{path}"
+        url = self._url(path)
         attempts = self.max_retries + 1
         last = ""
         for attempt in range(attempts):
@@ -275,7 +285,7 @@ class OpenAIBackend:
                 delay = max(delay, retry_after)
                 log.warning(
                     "POST %s: %s; retry %d/%d in %.2f s",
-                    url,
+                    self._redact(url),
                     self._redact(last),
                     attempt + 1,
                     self.max_retries,

@@ -60,21 +60,60 @@ bench.add_command(bench_label_cmd)
 
 
 def main() -> None:
-    """Entry point: user errors print one paragraph and exit 2; bugs keep their traceback."""
+    """Entry point; exit status (docs/errors.md): 0 done, 1 a check failed (or a bug, with its
+    traceback), 2 a usage or input error (one paragraph, no traceback), 130 interrupted.
+
+    Everything printed here passes `redact_spec`: a backend URL's password or API key never
+    reaches the terminal or a log.
+    """
+    from charter.redact import install_log_redaction, redact_spec
+
+    install_log_redaction()
     try:
         code = cli.main(prog_name="charter", standalone_mode=False)
     except CharterError as e:
-        click.echo(f"charter: error: {e}", err=True)
-        sys.exit(e.exit_code)
+        _fail(f"charter: error: {redact_spec(str(e))}", e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:
+        # Click's own errors are all about the command line (usage, a missing file): exit 2.
+        e.message = redact_spec(e.message)  # type: ignore[misc]
         e.show()
-        sys.exit(e.exit_code)
+        sys.exit(2)
     except click.exceptions.Abort:
-        click.echo("charter: interrupted", err=True)
-        sys.exit(130)
+        _fail("charter: interrupted", 130)
     except KeyboardInterrupt:
-        click.echo("charter: interrupted; rerun with --resume to continue", err=True)
-        sys.exit(130)
+        _fail("charter: interrupted; rerun with --resume to continue", 130)
+    except BrokenPipeError:
+        # `charter constitution show | head`: the reader left; say nothing more.
+        _quiet_stdout()
+        sys.exit(1)
+    except OSError as e:
+        from charter.errors import describe_os_error
+
+        _fail(f"charter: error: {redact_spec(describe_os_error(e))}", 2)
+    except Exception:
+        import traceback
+
+        # A bug: keep the traceback, without credentials.
+        click.echo(redact_spec(traceback.format_exc(), pairs=False).rstrip(), err=True)
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    import contextlib
+
+    with contextlib.suppress(OSError):  # stderr is gone too; the exit status still tells
+        click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _quiet_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

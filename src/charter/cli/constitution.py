@@ -60,11 +60,28 @@ def show(spec: str, lang: str, as_json: bool, udhr_path: Path | None) -> None:
 @constitution.command("validate")
 @click.argument("files", nargs=-1, required=True)
 def validate(files: tuple[str, ...]) -> None:
-    """Check constitution files against the schema; exit 2 naming the first bad field."""
-    from charter.constitution.load import load_constitution
+    """Check constitution files (or builtin names) against the schema.
 
+    Every problem of every file is listed, one per line with its line number. Exit status: 0 when
+    all are valid, 1 when one is invalid, 2 when one cannot be read (missing, a folder, no
+    permission).
+    """
+    from charter.constitution.load import load_constitution
+    from charter.errors import InputError
+
+    invalid = unreadable = 0
     for f in files:
-        c = load_constitution(f)
+        try:
+            c = load_constitution(f)
+        except InputError as e:
+            if _readable(f):
+                invalid += 1
+            else:
+                unreadable += 1
+            for line, text in e.problems:
+                where = f"{e.path}" if line is None else f"{e.path}, line {line}"
+                click.echo(f"{where}: {text}", err=True)
+            continue
         stated = (
             " (stated sha256 differs: the file was edited since export)"
             if c.sha256 and c.sha256 != c.compute_sha256()
@@ -76,6 +93,26 @@ def validate(files: tuple[str, ...]) -> None:
             f"{len(c.comparison_principles())} comparison), languages {', '.join(c.languages())}, "
             f"sha256 {c.compute_sha256()[:16]}{stated}"
         )
+    if invalid or unreadable:
+        counts = [
+            f"{n} {what}" for n, what in ((invalid, "invalid"), (unreadable, "unreadable")) if n
+        ]
+        click.echo(f"charter: {' and '.join(counts)} of {len(files)} file(s)", err=True)
+        raise click.exceptions.Exit(2 if unreadable else 1)
+
+
+def _readable(spec: str) -> bool:
+    """Whether `spec` names something charter could read (a builtin, or a readable file)."""
+    import os
+
+    from charter.constitution.load import builtin_names
+
+    if spec in builtin_names():
+        return True
+    path = Path(spec.removeprefix("collective:"))
+    if spec.startswith("collective:"):
+        path = path / "constitution.yaml"
+    return path.is_file() and os.access(path, os.R_OK)
 
 
 @constitution.command("import")

@@ -17,10 +17,11 @@ import holds 32 principles: `harmful0`… with critique + revision, `comparison0
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from charter.constitution.schema import (
     Constitution,
@@ -30,20 +31,35 @@ from charter.constitution.schema import (
     Principle,
     Source,
 )
-from charter.errors import InputError
+from charter.errors import InputError, describe_validation_error, show_value
 from charter.records import Message
+from charter.userinput import parse_json, read_text
 
 PAPER_REF = "Bai et al. 2022, Constitutional AI (ConstitutionalHarmlessnessPaper)"
 TURN = re.compile(r"\n\n(Human|Assistant|CritiqueRequest|Critique|RevisionRequest|Revision):")
+M = TypeVar("M", bound=BaseModel)
 
 
 def _read_json(path: Path) -> Any:
+    return parse_json(read_text(path, what="JSON file"), path)
+
+
+def _build(model: type[M], path: Path, where: str, /, **fields: Any) -> M:
+    """`model(**fields)`, its validation errors worded for the user and prefixed by `where`."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, None, "file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(path, getattr(e, "lineno", None), f"not valid JSON: {e}") from None
+        return model.model_validate(fields)
+    except ValidationError as e:
+        prefix = f"{where}: " if where else ""
+        raise InputError(path, None, prefix + describe_validation_error(e)) from None
+
+
+def _text(value: Any, path: Path, where: str) -> str:
+    """`value` if it is non-blank text; else an error naming `where` (the file's own field)."""
+    if not isinstance(value, str):
+        raise InputError(path, None, f"{where}: expected text (got {show_value(value)})")
+    if not value.strip():
+        raise InputError(path, None, f"{where}: expected non-empty text (got {show_value(value)})")
+    return value
 
 
 def _strip_tags(text: str, *tags: str) -> str:
@@ -66,8 +82,16 @@ def split_transcript(text: str) -> list[tuple[str, str]]:
 
 
 def _messages(turns: list[tuple[str, str]]) -> list[Message]:
+    """The Human/Assistant turns as chat messages (critique/revision turns are not the chat)."""
     roles = {"Human": "user", "Assistant": "assistant"}
-    return [Message(role=roles[who], content=said) for who, said in turns]
+    return [Message(role=roles[who], content=said) for who, said in turns if who in roles]
+
+
+def _stripped(text: str, path: Path, where: str, *tags: str) -> str:
+    request = _strip_tags(text, *tags)
+    if not request:
+        raise InputError(path, None, f"{where}: holds only the `{tags[0]}:` scaffolding, no text")
+    return request
 
 
 def critique_revision_principles(path: Path) -> list[Principle]:
@@ -81,11 +105,25 @@ def critique_revision_principles(path: Path) -> list[Principle]:
                 path, None, f"principle {pid!r}: expected fields `prompt` and `edit_request`"
             )
         prompts = entry["prompt"] if isinstance(entry["prompt"], list) else [entry["prompt"]]
+        if not prompts:
+            raise InputError(
+                path, None, f"principle {pid!r}: field `prompt` is an empty list, expected text"
+            )
+        where = f"principle {pid!r}"
+        critique = _text(prompts[0], path, f"{where}, field `prompt`")
+        revision = _text(entry["edit_request"], path, f"{where}, field `edit_request`")
         principles.append(
-            Principle(
-                id=str(pid),
-                critique=_strip_tags(str(prompts[0]), "CritiqueRequest", "Critique"),
-                revision=_strip_tags(str(entry["edit_request"]), "RevisionRequest", "Revision"),
+            _build(
+                Principle,
+                path,
+                where,
+                id=pid,
+                critique=_stripped(
+                    critique, path, f"{where}, field `prompt`", "CritiqueRequest", "Critique"
+                ),
+                revision=_stripped(
+                    revision, path, f"{where}, field `edit_request`", "RevisionRequest", "Revision"
+                ),
                 sources=[Source(kind="paper", ref=f"{path.name}#{pid}", note=PAPER_REF)],
                 tags=["paper"],
             )
@@ -98,9 +136,12 @@ def comparison_principles(path: Path) -> list[Principle]:
     if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
         raise InputError(path, None, "expected a list of comparison questions")
     return [
-        Principle(
+        _build(
+            Principle,
+            path,
+            f"question {i}",
             id=f"comparison{i}",
-            comparison=_strip_tags(text, "Options"),
+            comparison=_stripped(text, path, f"question {i}", "Options"),
             sources=[Source(kind="paper", ref=f"{path.name}#{i}", note=PAPER_REF)],
             tags=["paper"],
         )
@@ -114,14 +155,17 @@ def critique_revision_examples(path: Path) -> list[CritiqueRevisionExample]:
         raise InputError(path, None, "expected a list of transcripts")
     examples = []
     for i, text in enumerate(data):
-        turns = split_transcript(str(text))
+        turns = split_transcript(_text(text, path, f"transcript {i}"))
         fields = {who: said for who, said in turns if who not in ("Human", "Assistant")}
         missing = {"CritiqueRequest", "Critique", "RevisionRequest", "Revision"} - set(fields)
         if missing:
             raise InputError(path, None, f"transcript {i}: lacks {', '.join(sorted(missing))}")
         examples.append(
-            CritiqueRevisionExample(
-                messages=_messages([t for t in turns if t[0] in ("Human", "Assistant")]),
+            _build(
+                CritiqueRevisionExample,
+                path,
+                f"transcript {i}",
+                messages=_messages(turns),
                 critique_request=fields["CritiqueRequest"],
                 critique=fields["Critique"],
                 revision_request=fields["RevisionRequest"],
@@ -139,17 +183,47 @@ def label_examples(path: Path) -> list[LabelExample]:
     for i, entry in enumerate(data):
         if not isinstance(entry, dict) or "prompt" not in entry:
             raise InputError(path, None, f"example {i}: expected an object with `prompt`")
-        if "corrects" in entry:
-            turns = split_transcript(str(entry["prompt"]))
-            for chosen, rejected in zip(entry["corrects"], entry["incorrects"], strict=False):
-                examples.append(
-                    LabelExample(
-                        messages=_messages(turns), chosen=str(chosen), rejected=str(rejected)
-                    )
-                )
+        prompt = _text(entry["prompt"], path, f"example {i}, field `prompt`")
+        if "corrects" in entry or "incorrects" in entry:
+            examples.extend(_paired_examples(entry, prompt, path, i))
         else:
-            examples.append(_precog_example(str(entry["prompt"]), path, i))
+            examples.append(_precog_example(prompt, path, i))
     return examples
+
+
+def _paired_examples(
+    entry: dict[str, Any], prompt: str, path: Path, index: int
+) -> list[LabelExample]:
+    """A plain labelling example: the dialog, and `corrects[k]` preferred to `incorrects[k]`."""
+    answers = {name: entry.get(name) for name in ("corrects", "incorrects")}
+    for name, value in answers.items():
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise InputError(
+                path,
+                None,
+                f"example {index}: field `{name}`: expected a list of answers, one per pair "
+                f"(got {show_value(value)})",
+            )
+    corrects, incorrects = answers["corrects"] or [], answers["incorrects"] or []
+    if len(corrects) != len(incorrects) or not corrects:
+        raise InputError(
+            path,
+            None,
+            f"example {index}: `corrects` holds {len(corrects)} answers and `incorrects` "
+            f"{len(incorrects)}; they are paired, so they need the same number (at least one)",
+        )
+    messages = _messages(split_transcript(prompt))
+    return [
+        _build(
+            LabelExample,
+            path,
+            f"example {index}",
+            messages=messages,
+            chosen=chosen,
+            rejected=rejected,
+        )
+        for chosen, rejected in zip(corrects, incorrects, strict=True)
+    ]
 
 
 PRECOG = re.compile(
@@ -172,11 +246,14 @@ def _precog_example(text: str, path: Path, index: int) -> LabelExample:
     parts = DIALOG_TURN.split(m["dialog"])
     roles = {"H": "user", "A": "assistant"}
     messages = [
-        Message(role=roles[parts[i]], content=parts[i + 1].strip())
+        {"role": roles[parts[i]], "content": parts[i + 1].strip()}
         for i in range(1, len(parts) - 1, 2)
     ]
     chosen, rejected = (m["a"], m["b"]) if m["answer"] == "A" else (m["b"], m["a"])
-    return LabelExample(
+    return _build(
+        LabelExample,
+        path,
+        f"example {index}",
         messages=messages,
         chosen=chosen.strip(),
         rejected=rejected.strip(),
@@ -216,13 +293,17 @@ def import_anthropic(paths: list[Path], name: str = "anthropic-cai-paper") -> Co
             few_shot.critique_revision.extend(critique_revision_examples(f))
         else:
             few_shot.labeling.extend(label_examples(f))
+    where = Path(", ".join(map(str, paths)))
     if not principles:
         raise InputError(
-            ", ".join(map(str, paths)),
+            where,
             None,
             "no principles: give CritiqueRevisionInstructions.json or RLMadisonInstructions.json",
         )
-    return Constitution(
+    return _build(
+        Constitution,
+        where,
+        "",
         name=name,
         description="Imported from the Constitutional AI paper's prompt files (" + PAPER_REF + ").",
         principles=principles,
@@ -237,6 +318,8 @@ def import_hf(path: Path, name: str | None = None) -> Constitution:
         raise InputError(
             path, None, "expected an object with a `constitutions` list of {critic, revision}"
         )
+    if not data["constitutions"]:
+        raise InputError(path, None, "`constitutions` is empty: expected at least one principle")
     principles = []
     for i, entry in enumerate(data["constitutions"]):
         if not isinstance(entry, dict) or not {"critic", "revision"} <= set(entry):
@@ -244,10 +327,13 @@ def import_hf(path: Path, name: str | None = None) -> Constitution:
                 path, None, f"constitutions[{i}]: expected fields `critic` and `revision`"
             )
         principles.append(
-            Principle(
+            _build(
+                Principle,
+                path,
+                f"constitutions[{i}]",
                 id=f"principle{i}",
-                critique=str(entry["critic"]),
-                revision=str(entry["revision"]),
+                critique=_text(entry["critic"], path, f"constitutions[{i}], field `critic`"),
+                revision=_text(entry["revision"], path, f"constitutions[{i}], field `revision`"),
                 sources=[
                     Source(
                         kind="custom",
@@ -257,12 +343,29 @@ def import_hf(path: Path, name: str | None = None) -> Constitution:
                 ],
             )
         )
+    chats = data.get("system_chat")
+    if chats is not None and not isinstance(chats, list):
+        raise InputError(
+            path, None, f"`system_chat`: expected a list of chats (got {show_value(chats)})"
+        )
     examples = []
-    for i, chat in enumerate(data.get("system_chat") or []):
-        try:
-            messages = [Message.model_validate(m) for m in chat]
-        except (ValueError, TypeError) as e:
-            raise InputError(path, None, f"system_chat[{i}]: {e}") from None
+    for i, chat in enumerate(chats or []):
+        if not isinstance(chat, list):
+            raise InputError(
+                path,
+                None,
+                f"system_chat[{i}]: expected a list of messages (got {show_value(chat)})",
+            )
+        messages = []
+        for j, m in enumerate(chat):
+            if not isinstance(m, dict):
+                raise InputError(
+                    path,
+                    None,
+                    f"system_chat[{i}][{j}]: expected a message {{role, content}} "
+                    f"(got {show_value(m)})",
+                )
+            messages.append(_build(Message, path, f"system_chat[{i}][{j}]", **m))
         if len(messages) < 6:
             raise InputError(
                 path,
@@ -271,7 +374,10 @@ def import_hf(path: Path, name: str | None = None) -> Constitution:
             )
         *conversation, creq, crit, rreq, rev = messages
         examples.append(
-            CritiqueRevisionExample(
+            _build(
+                CritiqueRevisionExample,
+                path,
+                f"system_chat[{i}]",
                 messages=conversation,
                 critique_request=creq.content,
                 critique=crit.content,
@@ -279,8 +385,11 @@ def import_hf(path: Path, name: str | None = None) -> Constitution:
                 revision=rev.content,
             )
         )
-    return Constitution(
-        name=name or path.stem,
+    return _build(
+        Constitution,
+        path,
+        "",
+        name=path.stem if name is None else name,
         description=f"Imported from {path.name} (llm-swarm constitution format).",
         principles=principles,
         few_shot=FewShot(critique_revision=examples),

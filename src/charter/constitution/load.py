@@ -1,7 +1,8 @@
 """Finding, reading and writing constitutions: builtin names, YAML/JSON files, and exports.
 
-Files are read with `yaml.safe_load` (JSON is YAML), so a constitution never executes code; a
-file that breaks the schema is an error naming the file and the field (`principles.3.critique`).
+Files are read by `charter.userinput` (at most 2 MB, no YAML aliases, no code: JSON is YAML), so
+a constitution never executes code; a file that breaks the schema is an error naming the file,
+the line and the field of every problem (`c.yaml, line 7: field `principles.3.critique`: …`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import yaml
 from pydantic import ValidationError
 
 from charter.constitution.schema import Constitution
-from charter.errors import InputError
-from charter.jsonl import describe_validation_error
+from charter.errors import InputError, show_value, validation_problems
+from charter.userinput import Lines, check_tree, line_of, parse_yaml, read_text
 
 DEFAULT_CONSTITUTION = "udhr"
 
@@ -29,33 +30,30 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in builtin_dir().glob("*.yaml"))
 
 
-def parse_constitution(data: Any, source: object) -> Constitution:
-    """Validate already-parsed data; errors name `source` and the dotted field."""
+def parse_constitution(data: Any, source: object, lines: Lines | None = None) -> Constitution:
+    """Validate already-parsed data; errors name `source`, the line (given `lines`, the map
+    `charter.userinput.parse_yaml` returns) and the dotted field of every problem."""
     if not isinstance(data, dict):
+        got = "an empty file" if data is None else show_value(data)
         raise InputError(
-            source,
-            None,
-            f"expected a mapping with `name` and `principles`, got {type(data).__name__}",
+            source, None, f"expected a mapping with `name` and `principles`, got {got}"
         )
+    if lines is None:
+        check_tree(data, source)  # parse_yaml checked its own output
     try:
         return Constitution.model_validate(data)
     except ValidationError as e:
-        raise InputError(source, None, describe_validation_error(e)) from None
+        problems = [
+            (line_of(lines, p.loc) if lines is not None and p.loc else None, p.text())
+            for p in validation_problems(e)
+        ]
+        raise InputError.of_problems(source, problems) from None
 
 
 def read_constitution_file(path: str | Path) -> Constitution:
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, None, "constitution file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise InputError(path, None, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise InputError(path, line, f"not valid YAML/JSON: {getattr(e, 'problem', e)}") from None
-    return parse_constitution(data, path)
+    data, lines = parse_yaml(read_text(path, what="constitution file"), path)
+    return parse_constitution(data, path, lines)
 
 
 def load_constitution(spec: str | Path) -> Constitution:

@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from charter.errors import InputError
+from charter.errors import InputError, show_value
 from charter.jsonl import describe_validation_error, iter_jsonl_lines, read_jsonl_numbered
 from charter.records import PromptRecord, canonical_json
 
@@ -223,7 +223,9 @@ def _with_splits(where: str | Path, numbered: Numbered) -> list[PromptRecord]:
             groups.setdefault(canonical_json(p.meta.get("category")), []).append(i)
         elif given not in SPLITS:
             raise InputError(
-                where, lineno, f"field `meta.split`: expected 'train' or 'eval' (got {given!r})"
+                where,
+                lineno,
+                f"field `meta.split`: expected 'train' or 'eval' (got {show_value(given)})",
             )
     eval_rows = set()
     for rows in groups.values():
