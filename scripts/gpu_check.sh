@@ -11,7 +11,9 @@
 # batches (greedy text, option log-probs), bench sl with and without the prefix cache, the whole
 # quick pipeline (`charter run --preset quick`: SL, labels, SFT and DPO training on cuda,
 # evaluation, report), and the vllm: backend where vLLM is installed.
-# GPU_CHECK_STEPS picks steps (default: "generate bench-generate prefix bench-sl run").
+# The ct2: backend (CTranslate2) on cuda: the same model converted, greedy text against hf: on
+# cuda, option log-probs, and its tokens/s, where ctranslate2 sees a CUDA device.
+# GPU_CHECK_STEPS picks steps (default: "generate bench-generate ct2 prefix bench-sl run").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -21,7 +23,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 status=0
-STEPS=" ${GPU_CHECK_STEPS:-generate bench-generate prefix bench-sl run} "
+STEPS=" ${GPU_CHECK_STEPS:-generate bench-generate ct2 prefix bench-sl run} "
 want() { [[ "$STEPS" == *" $1 "* ]]; }
 step() { echo; echo "== $*"; }
 fail() { echo "FAILED: $*"; status=1; }
@@ -72,6 +74,41 @@ if want bench-generate; then
     step "bench generate (charter vs raw vs naive), batch 32"
     "$PY" -m charter bench generate --backend "$SPEC" --n 32 --batch-size 32 --max-new-tokens 64 \
         --json | tee "$OUT/bench_generate.json" || fail "bench generate"
+fi
+
+if want ct2; then
+    step "ct2: backend on cuda (conversion, greedy text against hf: on cuda, option log-probs)"
+    CHARTER_HOME="$WORK/home" "$PY" - "$MODEL" "$OUT" <<'PY' || fail "ct2: on cuda"
+import json, sys, time
+import ctranslate2
+from charter.backends import load_backend
+from charter.records import Message, OptionQuery, Sampling
+model, out = sys.argv[1], sys.argv[2]
+if ctranslate2.get_cuda_device_count() == 0:
+    print("ctranslate2 sees no CUDA device (a CPU-only wheel?): ct2 on cuda not run")
+    sys.exit(0)
+chats = [[Message(role="user", content=f"Count to {i + 3} and explain why.")] for i in range(32)]
+greedy = Sampling(max_new_tokens=64, temperature=0.0)
+result = {}
+for compute_type in ("float32", "float16"):
+    ct2 = load_backend(f"ct2:{model}", device="cuda", compute_type=compute_type)
+    torch_dtype = "float32" if compute_type == "float32" else "float16"
+    hf = load_backend(f"hf:{model}", engine="torch", device="cuda", dtype=torch_dtype)
+    a, b = ct2.generate(chats, greedy), hf.generate(chats, greedy)
+    same = sum(x.text == y.text for x, y in zip(a, b))
+    queries = [OptionQuery(prompt=f"Question {i}: the answer is (", options=["A", "B"]) for i in range(16)]
+    la, lb = ct2.option_logprobs(queries), hf.option_logprobs(queries)
+    dmax = max(abs(x[o] - y[o]) for x, y in zip(la, lb) for o in x)
+    start = time.perf_counter()
+    done = ct2.generate(chats, Sampling(max_new_tokens=64, temperature=0.7, min_new_tokens=64))
+    seconds = time.perf_counter() - start
+    tps = sum(c.completion_tokens for c in done) / seconds
+    result[compute_type] = {"greedy_identical": same, "n": len(chats),
+                            "max_logprob_diff": dmax, "tokens_per_s": round(tps, 1)}
+    print(f"ct2 {compute_type}: {same}/{len(chats)} greedy texts identical to hf: {torch_dtype}, "
+          f"option log-probs max |diff| {dmax:.2e}, {tps:.0f} tokens/s (batch 32, 64 tokens)")
+json.dump(result, open(f"{out}/ct2_cuda.json", "w"), indent=2)
+PY
 fi
 
 for dtype in bfloat16 float32; do

@@ -67,10 +67,18 @@ def test_bench_generate_reports_three_figures(tiny_model_dir: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
-    for key in ("charter_tokens_per_s", "raw_tokens_per_s", "naive_tokens_per_s"):
+    for key in (
+        "charter_tokens_per_s",
+        "raw_tokens_per_s",
+        "raw_bf16_tokens_per_s",
+        "naive_tokens_per_s",
+    ):
         assert result[key] > 0
-    # Forced lengths: all three paths produce exactly n * max_new_tokens tokens.
-    assert result["tokens"] == {"charter": 48, "raw": 48, "naive": 48}
+    # The measured path runs on the CPU default engine; the baselines on transformers.
+    assert result["engine"] == "ct2" and result["compute_type"] == "int8"
+    assert set(result["peak_rss_mb"]) == {"charter", "raw", "raw_bf16"}
+    # Forced lengths: every path produces exactly n * max_new_tokens tokens.
+    assert result["tokens"] == {"charter": 48, "raw": 48, "raw_bf16": 48, "naive": 48}
     text = run_cli(
         [
             "bench",
@@ -83,15 +91,15 @@ def test_bench_generate_reports_three_figures(tiny_model_dir: Path) -> None:
             "2",
         ]
     )
-    assert "(a) charter generate" in text.stdout and "a/b =" in text.stdout
+    assert "(a)  charter generate" in text.stdout and "a/b2 =" in text.stdout
 
 
 def test_bench_rejects_non_transformers_backend() -> None:
     r = run_cli(["bench", "generate", "--backend", "fake", "--n", "2"])
-    assert r.returncode == 2 and "transformers backend" in r.stderr
+    assert r.returncode == 2 and "needs a local model" in r.stderr
 
 
-def test_bench_sl_reports_stage_and_replay(tiny_model_dir: Path) -> None:
+def test_bench_sl_reports_both_engines(tiny_model_dir: Path) -> None:
     r = run_cli(
         [
             "bench",
@@ -107,7 +115,7 @@ def test_bench_sl_reports_stage_and_replay(tiny_model_dir: Path) -> None:
             "--max-new-tokens",
             "4",
             "--backend-opt",
-            "static_cache=false",
+            "compute_type=float32",
             "--repeats",
             "2",
             "--json",
@@ -115,20 +123,24 @@ def test_bench_sl_reports_stage_and_replay(tiny_model_dir: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
-    assert result["static_cache"] is False
+    assert result["engine"] == "ct2" and result["compute_type"] == "float32"
     assert result["repeats"] == 2 and len(result["runs"]) == 2
     assert result["runs"][0]["generate_tokens"] == result["runs"][1]["generate_tokens"] == 12
-    assert result["backend_options"] == {"static_cache": False}
-    assert result["machine"]["dtype"] == "float32"
+    assert result["backend_options"] == {"compute_type": "float32"}
+    assert result["machine"]["dtype"] == "float32"  # the torch baseline's
     assert result["generate_calls"] == 3  # answer, critique, revision: one batched call each
-    assert result["sl_tokens_per_s"] > 0 and result["raw_tokens_per_s"] > 0
-    assert 0 < result["tokens"]["raw"] <= 3 * 3 * 4
+    assert result["sl_tokens_per_s"] > 0 and result["torch_sl_tokens_per_s"] > 0
+    assert 0 < result["tokens"]["torch_sl"] <= 3 * 3 * 4
     # bench generate's batched figure, same run: 3 demo prompts forced to 4 tokens each.
     assert result["tokens"]["generate"] == 3 * 4 and result["generate_tokens_per_s"] > 0
     assert result["ratio_sl_generate"] == pytest.approx(
         result["sl_tokens_per_s"] / result["generate_tokens_per_s"], rel=0.01
     )
+    assert result["ratio_sl_torch"] == pytest.approx(
+        result["sl_tokens_per_s"] / result["torch_sl_tokens_per_s"], rel=0.01
+    )
     assert result["prefix_cache"] is True
+    assert {"load", "stage", "torch_stage"} <= set(result["peak_rss_mb"])
 
 
 def test_warm_up_leaves_nothing_for_the_timed_call(tiny_model_dir: Path) -> None:
@@ -139,7 +151,7 @@ def test_warm_up_leaves_nothing_for_the_timed_call(tiny_model_dir: Path) -> None
     from charter.bench import warm_up
     from charter.records import Message, Sampling
 
-    b = load_backend(f"hf:{tiny_model_dir}", batch_size=2)
+    b = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=2)
     assert isinstance(b, HFBackend)
     chat = [Message(role="user", content="A prompt that the timed call will send again.")]
     warm_up(b, [chat], 2, 4)

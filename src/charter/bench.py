@@ -1,10 +1,13 @@
 """Speed benchmarks, always against baselines measured in the same process and run.
 
-`bench_generate` times three ways of producing the same number of tokens from one loaded model:
-(a) charter's `generate` stage (sorting, batching, writing JSONL), (b) the raw `model.generate`
-call at the same batch size and lengths, and (c) a naive loop calling `model.generate` for one
-prompt at a time. Every sequence is forced to exactly `max_new_tokens` new tokens
-(`min_new_tokens == max_new_tokens`), so the three count the same work.
+`bench_generate` times four ways of producing the same number of tokens from the same weights:
+(a) charter's `generate` stage on the model's default engine (CTranslate2 int8 on a CPU;
+sorting, batching, writing JSONL), (b) the raw transformers fp32 `model.generate` call at the same
+batch size and lengths, (b2) the same in bf16, and (c) a naive fp32 loop calling `model.generate`
+for one prompt at a time. Every sequence is forced to exactly `max_new_tokens` new tokens
+(`min_new_tokens == max_new_tokens`), so all count the same work. `bench_sl` and `bench_mc` (and
+`charter.feedback.bench`) time a whole stage on the default engine against the same stage on
+transformers fp32. Each part reports its peak resident memory.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,14 +38,51 @@ def bench_prompts(n: int) -> list[PromptRecord]:
     return [base[i % len(base)].model_copy(update={"id": f"bench-{i}"}) for i in range(n)]
 
 
-def warm_up(backend: HFBackend, chats: list[Any], batch_size: int, max_new_tokens: int) -> None:
+def warm_up(backend: Any, chats: list[Any], batch_size: int, max_new_tokens: int) -> None:
     """One untimed full batch at full length: on a GPU the first calls pay for loading kernels
     and choosing matrix-product algorithms for each new shape, which a real run amortizes."""
     if chats:
         batch = [chats[i % len(chats)] for i in range(batch_size)]
         forced = Sampling(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
         backend.generate(batch, forced)
-        backend.forget()
+        forget = getattr(backend, "forget", None)
+        if callable(forget):
+            forget()
+
+
+def torch_twin(backend_spec: str) -> str:
+    """The spec of the same weights on the torch engine: the baseline of every engine bench.
+
+    >>> torch_twin("ct2:embedded"), torch_twin("ct2:/m"), torch_twin("hf:/m")
+    ('embedded', 'hf:/m', 'hf:/m')
+    """
+    from charter.backends import check_spec
+
+    name, arg = check_spec(backend_spec)
+    if name == "ct2":
+        return "embedded" if arg == "embedded" else f"hf:{arg}"
+    if name not in ("embedded", "hf"):
+        raise CharterError(
+            f"this benchmark needs a local model (embedded, hf:PATH or ct2:PATH), not "
+            f"{backend_spec!r}: its baseline is transformers on the same weights"
+        )
+    return backend_spec
+
+
+def load_torch_baseline(backend_spec: str, batch_size: int, **options: Any) -> HFBackend:
+    """The transformers fp32 backend on the same weights as `backend_spec`."""
+    from charter.backends import load_backend
+    from charter.backends.hf import HFBackend
+
+    backend = load_backend(
+        torch_twin(backend_spec),
+        engine="torch",
+        dtype="float32",
+        batch_size=batch_size,
+        **options,
+    )
+    assert isinstance(backend, HFBackend)
+    return backend
 
 
 def bench_generate(
@@ -53,16 +95,15 @@ def bench_generate(
     seed: int = 0,
     backend_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Tokens/s of (a) charter's generate stage on `backend_spec` with its default engine,
+    (b) raw transformers fp32 `model.generate` at the same batch size and lengths, (b2) the
+    same in bf16, and (c) a naive one-prompt-at-a-time fp32 loop; all in this process."""
     import torch
 
-    from charter.backends import check_spec, load_backend
-    from charter.backends.hf import HFBackend
+    from charter.backends import load_backend
+    from charter.backends.engine import describe
 
-    if check_spec(backend_spec)[0] not in ("embedded", "hf"):
-        raise CharterError("bench generate needs a transformers backend (embedded or hf:PATH)")
-    backend = load_backend(backend_spec, **{**(backend_options or {}), "batch_size": batch_size})
-    if not isinstance(backend, HFBackend):
-        raise CharterError("bench generate needs a transformers backend (embedded or hf:PATH)")
+    torch_twin(backend_spec)  # a local model, or a clear error before anything loads
     prompts = bench_prompts(n)
     chats = [p.chat() for p in prompts]
     sampling = Sampling(
@@ -71,71 +112,136 @@ def bench_generate(
         temperature=temperature,
         seed=seed,
     )
-    kwargs = backend.generation_kwargs(sampling)
-    model, tok = backend.model, backend.tokenizer
-    warm_up(backend, chats, batch_size, max_new_tokens)
+    memory: dict[str, float] = {}
 
     # (a) charter's generate stage, records written to a scratch folder as in a real run.
-    with tempfile.TemporaryDirectory() as tmp:
-        writer = JsonlWriter(Path(tmp) / "generations.jsonl")
-        t0 = time.perf_counter()
-        summary = generate_answers(
-            prompts, backend, sampling, writer, batch_size=batch_size, progress=False
+    with peak_rss(memory, "charter"):
+        backend = load_backend(
+            backend_spec, **{**(backend_options or {}), "batch_size": batch_size}
         )
-        charter_s = time.perf_counter() - t0
+        warm_up(backend, chats, batch_size, max_new_tokens)
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = JsonlWriter(Path(tmp) / "generations.jsonl")
+            t0 = time.perf_counter()
+            summary = generate_answers(
+                prompts, backend, sampling, writer, batch_size=batch_size, progress=False
+            )
+            charter_s = time.perf_counter() - t0
     charter_tokens = summary.completion_tokens
+    engine = describe(backend)
+    del backend
 
     # (b) raw model.generate over the same batches, in the given order, tokenizer-padded.
-    texts = [backend.render(c) for c in chats]
-    torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    raw_tokens = _raw_batched_generate(backend, texts, batch_size, kwargs)
-    raw_s = time.perf_counter() - t0
+    with peak_rss(memory, "raw"):
+        baseline = load_torch_baseline(backend_spec, batch_size)
+        kwargs = baseline.generation_kwargs(sampling)
+        texts = [baseline.render(c) for c in chats]
+        _raw_batched_generate(baseline, texts[:batch_size], batch_size, kwargs)  # warm-up
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        raw_tokens = _raw_batched_generate(baseline, texts, batch_size, kwargs)
+        raw_s = time.perf_counter() - t0
 
     # (c) the naive loop: one prompt per model.generate call.
+    model, tok = baseline.model, baseline.tokenizer
     naive_tokens = 0
     t0 = time.perf_counter()
     for text in texts:
-        enc = tok([text], return_tensors="pt", add_special_tokens=False).to(backend.device)
+        enc = tok([text], return_tensors="pt", add_special_tokens=False).to(baseline.device)
         with torch.inference_mode():
             out = model.generate(**enc, **kwargs)
-        naive_tokens += _new_tokens(out[:, enc["input_ids"].shape[1] :].tolist(), backend.eos_ids)
+        naive_tokens += _new_tokens(out[:, enc["input_ids"].shape[1] :].tolist(), baseline.eos_ids)
     naive_s = time.perf_counter() - t0
 
+    # (b2) raw model.generate in bf16 (fast on CPUs with bf16 matrix instructions).
+    with peak_rss(memory, "raw_bf16"):
+        model.to(torch.bfloat16)
+        _raw_batched_generate(baseline, texts[:batch_size], batch_size, kwargs)  # warm-up
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        bf16_tokens = _raw_batched_generate(baseline, texts, batch_size, kwargs)
+        bf16_s = time.perf_counter() - t0
+    machine = _machine(baseline)
+    machine["dtype"] = "float32"  # of the fp32 baseline; the bf16 one is named by its key
+
     a, b, c = charter_tokens / charter_s, raw_tokens / raw_s, naive_tokens / naive_s
+    b2 = bf16_tokens / bf16_s
     return {
-        "backend": backend.spec,
+        "backend": backend_spec,
+        "engine": engine.get("engine"),
+        "compute_type": engine.get("compute_type") or engine.get("dtype"),
+        "engine_details": engine,
         "n": n,
         "batch_size": batch_size,
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
         "charter_tokens_per_s": round(a, 2),
         "raw_tokens_per_s": round(b, 2),
+        "raw_bf16_tokens_per_s": round(b2, 2),
         "naive_tokens_per_s": round(c, 2),
         "ratio_charter_raw": round(a / b, 3),
+        "ratio_charter_raw_bf16": round(a / b2, 3),
         "ratio_charter_naive": round(a / c, 3),
-        "tokens": {"charter": charter_tokens, "raw": raw_tokens, "naive": naive_tokens},
+        "tokens": {
+            "charter": charter_tokens,
+            "raw": raw_tokens,
+            "raw_bf16": bf16_tokens,
+            "naive": naive_tokens,
+        },
         "seconds": {
             "charter": round(charter_s, 3),
             "raw": round(raw_s, 3),
+            "raw_bf16": round(bf16_s, 3),
             "naive": round(naive_s, 3),
         },
-        "machine": _machine(backend),
+        "peak_rss_mb": memory,
+        "machine": machine,
         "backend_options": backend_options or {},
     }
 
 
-def _machine(backend: HFBackend) -> dict[str, Any]:
+@contextmanager
+def peak_rss(into: dict[str, float], name: str) -> Iterator[None]:
+    """Record the process's peak resident memory (MB) while the block runs as `into[name]`.
+
+    On Linux the peak is reset first (`/proc/self/clear_refs`), so each part of a benchmark
+    gets its own figure; elsewhere it is the process's peak so far.
+    """
+    with suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    try:
+        yield
+    finally:
+        into[name] = round(_peak_rss_mb(), 1)
+
+
+def _peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _machine(backend: Any) -> dict[str, Any]:
     """Where a benchmark ran: platform, cores, torch threads, device and the model's dtype."""
     import torch
 
+    from charter.backends.threads import physical_cores
+
+    model = getattr(backend, "model", None)
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
+        "physical_cores": physical_cores(),
         "torch_threads": torch.get_num_threads(),
-        "device": backend.device,
-        "dtype": str(backend.model.dtype).removeprefix("torch."),
+        "device": getattr(backend, "device", None),
+        "dtype": str(model.dtype).removeprefix("torch.") if model is not None else None,
         "torch": torch.__version__,
     }
 
@@ -173,22 +279,6 @@ def _new_tokens(rows: list[list[int]], eos_ids: list[int]) -> int:
     return total
 
 
-class _RecordingBackend:
-    """Wraps a backend and keeps every `generate` request, to replay them as a baseline."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.spec: str = inner.spec
-        self.calls: list[tuple[list[list[Any]], Sampling]] = []
-
-    def generate(self, requests: Any, params: Sampling) -> Any:
-        self.calls.append(([list(r) for r in requests], params))
-        return self.inner.generate(requests, params)
-
-    def option_logprobs(self, requests: Any) -> Any:
-        return self.inner.option_logprobs(requests)
-
-
 def bench_sl(
     backend_spec: str = "embedded",
     *,
@@ -206,52 +296,52 @@ def bench_sl(
     backend_options: dict[str, Any] | None = None,
     repeats: int = 1,
 ) -> dict[str, Any]:
-    """Tokens/s of the SL-CAI stage against two baselines, one model load, one process:
+    """Tokens/s of the SL-CAI stage on `backend_spec`'s default engine against two baselines
+    measured in the same process:
 
-    - `raw`: every batch of chats the stage sent, replayed as plain `model.generate` calls
-      (tokenizer-padded, no prefix cache) at the same batch size and sampling;
+    - `torch`: the same stage on transformers fp32 (the engine charter used before CTranslate2);
     - `generate`: `bench generate`'s batched figure (charter's generate stage on `n` short demo
-      prompts, every row forced to `max_new_tokens`) at the same batch size and length.
+      prompts, every row forced to `max_new_tokens`) on the default engine.
 
-    All count generated tokens up to each row's end-of-text. The SL requests are long (few-shot
-    examples, the answer and the critique in context); the backend computes each shared prefix
-    once (`prefix_cache`), which the raw replay does not. With `repeats` > 1 the stage and the
-    `generate` figure are measured alternately that many times and the medians reported (a GPU
-    with a small model is latency-bound and varies between identical runs); the raw replay
-    runs once.
+    All count generated tokens up to each row's end-of-text; the requests are the same for both
+    engines (few-shot examples, the answer and the critique in context). With `repeats` > 1 the
+    three are measured in turn that many times and the medians reported.
     """
-    import torch
-
-    from charter.backends import check_spec, load_backend
-    from charter.backends.hf import HFBackend
+    from charter.backends import load_backend
+    from charter.backends.engine import describe
     from charter.constitution.load import load_constitution
     from charter.sl.stage import SLConfig, critique_and_revise
 
-    if check_spec(backend_spec)[0] not in ("embedded", "hf"):
-        raise CharterError("bench sl needs a transformers backend (embedded or hf:PATH)")
-    options = {**(backend_options or {}), "batch_size": batch_size, "prefix_cache": prefix_cache}
-    backend = load_backend(backend_spec, **options)
-    assert isinstance(backend, HFBackend)
+    torch_twin(backend_spec)
     cfg = SLConfig(rounds=rounds, few_shot=few_shot, lang=lang, chunk_size=n)
     const = load_constitution(constitution).localized(lang)
     items = load_prompts(prompts, lang=lang, split="train")[:n]
     sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     forced = sampling.model_copy(update={"min_new_tokens": max_new_tokens})
-    warm_up(backend, [p.chat() for p in items], batch_size, max_new_tokens)
-    runs: list[dict[str, Any]] = []
-    stage_rates: list[float] = []
-    generate_rates: list[float] = []
-    recorder = _RecordingBackend(backend)
-    for _ in range(repeats):
-        backend.forget()
-        recorder.calls.clear()
+    memory: dict[str, float] = {}
+    options = {**(backend_options or {}), "batch_size": batch_size, "prefix_cache": prefix_cache}
+    with peak_rss(memory, "load"):
+        backend = load_backend(backend_spec, **options)
+        baseline = load_torch_baseline(backend_spec, batch_size, prefix_cache=prefix_cache)
+    for b in (backend, baseline):
+        warm_up(b, [p.chat() for p in items], batch_size, max_new_tokens)
+
+    def stage(b: Any) -> tuple[int, float, int]:
+        forget = getattr(b, "forget", None)
+        if callable(forget):
+            forget()
+        calls = _CountingBackend(b)
         with tempfile.TemporaryDirectory() as tmp:
             writer = JsonlWriter(Path(tmp) / "samples.jsonl")
-            stats = critique_and_revise(
-                items, recorder, const, cfg, sampling, writer, progress=False
-            )
-        # `bench generate`'s batched figure at the same settings: charter's generate stage.
-        backend.forget()
+            stats = critique_and_revise(items, calls, const, cfg, sampling, writer, progress=False)
+        return stats.completion_tokens, stats.seconds, calls.calls
+
+    runs: list[dict[str, Any]] = []
+    for _ in range(repeats):
+        with peak_rss(memory, "stage"):
+            tokens, seconds, calls = stage(backend)
+        with peak_rss(memory, "torch_stage"):
+            torch_tokens, torch_seconds, _ = stage(baseline)
         with tempfile.TemporaryDirectory() as tmp:
             writer = JsonlWriter(Path(tmp) / "generations.jsonl")
             t0 = time.perf_counter()
@@ -259,34 +349,29 @@ def bench_sl(
                 bench_prompts(n), backend, forced, writer, batch_size=batch_size, progress=False
             )
             gen_s = time.perf_counter() - t0
-        stage_rates.append(stats.completion_tokens / stats.seconds)
-        generate_rates.append(summary.completion_tokens / gen_s)
         runs.append(
             {
-                "sl_tokens": stats.completion_tokens,
-                "sl_seconds": round(stats.seconds, 3),
-                "sl_tokens_per_s": round(stage_rates[-1], 2),
+                "sl_tokens": tokens,
+                "sl_seconds": round(seconds, 3),
+                "sl_tokens_per_s": round(tokens / seconds, 2),
+                "torch_sl_tokens": torch_tokens,
+                "torch_sl_seconds": round(torch_seconds, 3),
+                "torch_sl_tokens_per_s": round(torch_tokens / torch_seconds, 2),
                 "generate_tokens": summary.completion_tokens,
                 "generate_seconds": round(gen_s, 3),
-                "generate_tokens_per_s": round(generate_rates[-1], 2),
+                "generate_tokens_per_s": round(summary.completion_tokens / gen_s, 2),
             }
         )
 
-    kwargs = backend.generation_kwargs(sampling)
-    torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    raw_tokens = sum(
-        _raw_batched_generate(backend, [backend.render(c) for c in chats], batch_size, kwargs)
-        for chats, _ in recorder.calls
-    )
-    raw_s = time.perf_counter() - t0
-
-    stage_tps = statistics.median(stage_rates)
-    gen_tps = statistics.median(generate_rates)
-    raw_tps = raw_tokens / raw_s
-    prompt_tokens = [len(backend.encode_chat(c)) for chats, _ in recorder.calls for c in chats]
+    stage_tps = statistics.median(r["sl_tokens_per_s"] for r in runs)
+    torch_tps = statistics.median(r["torch_sl_tokens_per_s"] for r in runs)
+    gen_tps = statistics.median(r["generate_tokens_per_s"] for r in runs)
+    engine = describe(backend)
     return {
-        "backend": backend.spec,
+        "backend": backend_spec,
+        "engine": engine.get("engine"),
+        "compute_type": engine.get("compute_type") or engine.get("dtype"),
+        "engine_details": engine,
         "constitution": constitution,
         "n": n,
         "rounds": rounds,
@@ -294,27 +379,100 @@ def bench_sl(
         "lang": lang,
         "batch_size": batch_size,
         "max_new_tokens": max_new_tokens,
-        "generate_calls": len(recorder.calls),
-        "mean_prompt_tokens": round(sum(prompt_tokens) / len(prompt_tokens), 1),
-        "sl_tokens_per_s": round(stage_tps, 2),
-        "raw_tokens_per_s": round(raw_tps, 2),
-        "generate_tokens_per_s": round(gen_tps, 2),
-        "ratio_sl_raw": round(stage_tps / raw_tps, 3),
+        "generate_calls": calls,
+        "sl_tokens_per_s": stage_tps,
+        "torch_sl_tokens_per_s": torch_tps,
+        "generate_tokens_per_s": gen_tps,
+        "ratio_sl_torch": round(stage_tps / torch_tps, 3),
         "ratio_sl_generate": round(stage_tps / gen_tps, 3),
         "prefix_cache": prefix_cache,
         "tokens": {
             "sl": runs[0]["sl_tokens"],
-            "raw": raw_tokens,
+            "torch_sl": runs[0]["torch_sl_tokens"],
             "generate": runs[0]["generate_tokens"],
         },
         "seconds": {
             "sl": runs[0]["sl_seconds"],
-            "raw": round(raw_s, 3),
+            "torch_sl": runs[0]["torch_sl_seconds"],
             "generate": runs[0]["generate_seconds"],
         },
         "repeats": repeats,
         "runs": runs,
-        "machine": _machine(backend),
+        "peak_rss_mb": memory,
+        "machine": _machine(baseline),
         "backend_options": backend_options or {},
-        "static_cache": backend.static_cache,
+    }
+
+
+class _CountingBackend:
+    """Wraps a backend and counts its `generate` calls (the stage's batched calls)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.spec: str = inner.spec
+        self.calls = 0
+
+    def generate(self, requests: Any, params: Sampling) -> Any:
+        self.calls += 1
+        return self.inner.generate(requests, params)
+
+    def option_logprobs(self, requests: Any) -> Any:
+        return self.inner.option_logprobs(requests)
+
+
+def bench_mc(
+    data: str | Path,
+    backend_spec: str = "embedded",
+    *,
+    swap: bool = True,
+    limit: int | None = None,
+    batch_size: int = 16,
+    backend_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`charter evaluate mc` on `data` with the default engine and with transformers fp32, in
+    this process: seconds and accuracy of each, and their largest difference in P(correct)."""
+    from charter.backends import load_backend
+    from charter.backends.engine import describe
+    from charter.feedback.mc_eval import evaluate_mc, read_mc
+
+    torch_twin(backend_spec)
+    loaded = read_mc(data)[:limit]
+    if not loaded:
+        raise CharterError(f"{data}: no multiple-choice items")
+    memory: dict[str, float] = {}
+    results: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
+    for name in ("charter", "torch"):
+        with peak_rss(memory, name):
+            if name == "charter":
+                backend: Any = load_backend(
+                    backend_spec, **{**(backend_options or {}), "batch_size": batch_size}
+                )
+                engine = describe(backend)
+            else:
+                backend = load_torch_baseline(backend_spec, batch_size)
+            evaluate_mc(loaded[:1], backend)  # warm-up: first-call allocations
+            t0 = time.perf_counter()
+            results[name] = evaluate_mc(loaded, backend, swap=swap)
+            seconds[name] = time.perf_counter() - t0
+        del backend
+    charter, torch_r = results["charter"], results["torch"]
+    return {
+        "data": str(data),
+        "backend": backend_spec,
+        "engine": engine.get("engine"),
+        "compute_type": engine.get("compute_type") or engine.get("dtype"),
+        "engine_details": engine,
+        "n": charter["n"],
+        "swap": swap,
+        "charter_seconds": round(seconds["charter"], 3),
+        "torch_seconds": round(seconds["torch"], 3),
+        "ratio_torch_charter": round(seconds["torch"] / seconds["charter"], 3),
+        "charter_accuracy": charter["accuracy"],
+        "torch_accuracy": torch_r["accuracy"],
+        "charter_result": charter,
+        "torch_result": torch_r,
+        "peak_rss_mb": memory,
+        "machine": _machine(None),
+        "backend_options": backend_options or {},
     }

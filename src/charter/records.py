@@ -44,6 +44,13 @@ class Sampling(Strict):
     min_new_tokens: int = Field(0, ge=0, description="Suppress the end of text before this many.")
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    # Left out of dumps while off, so the ids of records made before it existed stay the same.
+    top_k: int = Field(
+        0,
+        ge=0,
+        description="Sample among the k most likely tokens (0: all).",
+        exclude_if=lambda v: v == 0,
+    )
     seed: int = 0
     stop: list[str] = Field(default_factory=list)
 

@@ -27,7 +27,7 @@ def reference_logprob(backend: HFBackend, context: list[int], continuation: list
 
 
 def test_generate_batches_sorts_and_keeps_order(tiny_model_dir: Path) -> None:
-    b = load_backend(f"hf:{tiny_model_dir}", batch_size=2)
+    b = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=2)
     assert isinstance(b, HFBackend) and b.device == "cpu"
     prompts = chats("a", "a much longer prompt than the others", "mid length", "b")
     greedy = Sampling(max_new_tokens=5, temperature=0)
@@ -40,7 +40,7 @@ def test_generate_batches_sorts_and_keeps_order(tiny_model_dir: Path) -> None:
 
 
 def test_seeded_sampling_is_reproducible(tiny_model_dir: Path) -> None:
-    b = load_backend(f"hf:{tiny_model_dir}", batch_size=4)
+    b = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=4)
     prompts = chats("x", "y", "z")
     s1 = b.generate(prompts, Sampling(max_new_tokens=8, temperature=1.0, seed=1))
     s1b = b.generate(prompts, Sampling(max_new_tokens=8, temperature=1.0, seed=1))
@@ -50,13 +50,13 @@ def test_seeded_sampling_is_reproducible(tiny_model_dir: Path) -> None:
 
 
 def test_min_new_tokens_forces_length(tiny_model_dir: Path) -> None:
-    b = load_backend(f"hf:{tiny_model_dir}")
+    b = load_backend(f"hf:{tiny_model_dir}", engine="torch")
     out = b.generate(chats("q"), Sampling(max_new_tokens=6, min_new_tokens=6, temperature=0.7))
     assert out[0].completion_tokens == 6 and out[0].finish_reason == "length"
 
 
 def test_option_logprobs_match_an_unpadded_forward_pass(tiny_model_dir: Path) -> None:
-    b = load_backend(f"hf:{tiny_model_dir}", batch_size=3)
+    b = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=3)
     assert isinstance(b, HFBackend)
     queries = [
         OptionQuery(prompt="Answer: ", options=["A", "B", "a longer option"]),
@@ -85,7 +85,7 @@ def test_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_hf_spec_on_the_real_embedded_model(embedded_dir: Path) -> None:
-    b = load_backend(f"hf:{embedded_dir}", batch_size=4)
+    b = load_backend(f"hf:{embedded_dir}", engine="torch", batch_size=4)
     out = b.generate(
         chats("What is the capital of France?"), Sampling(max_new_tokens=16, temperature=0)
     )

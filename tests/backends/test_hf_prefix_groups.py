@@ -57,7 +57,7 @@ def test_prefix_groups_orders_groups_then_the_rest() -> None:
 
 
 def test_generation_with_prefix_groups_matches_plain_batches(tiny_model_dir: Path) -> None:
-    b = load_backend(f"hf:{tiny_model_dir}", batch_size=8)
+    b = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=8)
     assert isinstance(b, HFBackend)
     greedy = Sampling(max_new_tokens=12, temperature=0.0)
     seen = spy_forward(b)
@@ -75,7 +75,7 @@ def test_generation_with_prefix_groups_matches_plain_batches(tiny_model_dir: Pat
 
 
 def test_option_scoring_with_prefix_groups_matches_plain(tiny_model_dir: Path) -> None:
-    b = load_backend(f"hf:{tiny_model_dir}", batch_size=8)
+    b = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=8)
     assert isinstance(b, HFBackend)
     queries = [OptionQuery(prompt=c, options=["A", "B"]) for c in chats()] + [
         OptionQuery(prompt=FEW_SHOT_A + "Is this fine? Answer:", options=[" yes", " no way"])
@@ -92,9 +92,10 @@ def test_option_scoring_with_prefix_groups_matches_plain(tiny_model_dir: Path) -
 def test_prefix_cache_option_is_validated(tiny_model_dir: Path) -> None:
     from charter.errors import BackendError
 
-    assert load_backend(f"hf:{tiny_model_dir}", prefix_cache="false").prefix_cache is False  # type: ignore[attr-defined]
+    backend = load_backend(f"hf:{tiny_model_dir}", engine="torch", prefix_cache="false")
+    assert backend.prefix_cache is False  # type: ignore[attr-defined]
     with pytest.raises(BackendError, match="prefix_cache must be true or false"):
-        load_backend(f"hf:{tiny_model_dir}", prefix_cache="maybe")
+        load_backend(f"hf:{tiny_model_dir}", engine="torch", prefix_cache="maybe")
 
 
 def test_a_call_continues_the_previous_calls_conversations(tiny_model_dir: Path) -> None:
@@ -105,7 +106,7 @@ def test_a_call_continues_the_previous_calls_conversations(tiny_model_dir: Path)
     outputs = {}
     budgets: dict[str, int] = {"kept": 2048, "none": 0}
     for name, mb in budgets.items():
-        b = load_backend(f"hf:{tiny_model_dir}", batch_size=8, kv_store_mb=mb)
+        b = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=8, kv_store_mb=mb)
         assert isinstance(b, HFBackend)
         answers = b.generate(first, greedy)
         second = [
@@ -125,11 +126,11 @@ def test_a_call_continues_the_previous_calls_conversations(tiny_model_dir: Path)
 
 
 def test_kv_store_respects_its_budget(tiny_model_dir: Path) -> None:
-    b = load_backend(f"hf:{tiny_model_dir}", batch_size=8, kv_store_mb=1)
+    b = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=8, kv_store_mb=1)
     assert isinstance(b, HFBackend)
     b.generate(chats(), Sampling(max_new_tokens=4, temperature=0.0))
     assert 0 < sum(s.nbytes for s in b._kv_store) <= 2**20
-    off = load_backend(f"hf:{tiny_model_dir}", batch_size=8, kv_store_mb=0)
+    off = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=8, kv_store_mb=0)
     assert isinstance(off, HFBackend)
     off.generate(chats(), Sampling(max_new_tokens=4, temperature=0.0))
     assert off._kv_store == []
@@ -146,7 +147,11 @@ def test_static_cache_gives_the_text_of_a_growing_cache(tiny_model_dir: Path) ->
     for static in (True, False):
         for prefix in (True, False):
             b = load_backend(
-                f"hf:{tiny_model_dir}", batch_size=4, static_cache=static, prefix_cache=prefix
+                f"hf:{tiny_model_dir}",
+                engine="torch",
+                batch_size=4,
+                static_cache=static,
+                prefix_cache=prefix,
             )
             assert isinstance(b, HFBackend) and b.static_cache is static
             caches: list[type] = []
@@ -180,14 +185,14 @@ def test_static_cache_gives_the_text_of_a_growing_cache(tiny_model_dir: Path) ->
 def test_static_cache_option(tiny_model_dir: Path) -> None:
     from charter.errors import BackendError
 
-    assert load_backend(f"hf:{tiny_model_dir}").static_cache is True  # type: ignore[attr-defined]
-    off = load_backend(f"hf:{tiny_model_dir}", static_cache="false")
+    assert load_backend(f"hf:{tiny_model_dir}", engine="torch").static_cache is True  # type: ignore[attr-defined]
+    off = load_backend(f"hf:{tiny_model_dir}", engine="torch", static_cache="false")
     assert off.static_cache is False  # type: ignore[attr-defined]
     with pytest.raises(BackendError, match="static_cache must be true or false"):
-        load_backend(f"hf:{tiny_model_dir}", static_cache="sometimes")
+        load_backend(f"hf:{tiny_model_dir}", engine="torch", static_cache="sometimes")
     # A model whose generation config names its own cache gets that cache (transformers refuses
     # a cache object beside `cache_implementation`).
-    own = load_backend(f"hf:{tiny_model_dir}", prefix_cache=False)
+    own = load_backend(f"hf:{tiny_model_dir}", engine="torch", prefix_cache=False)
     assert isinstance(own, HFBackend)
     own.model.generation_config.cache_implementation = "dynamic"
     assert own.generate(chats()[:2], Sampling(max_new_tokens=3, temperature=0.0))[0].text

