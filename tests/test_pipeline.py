@@ -86,7 +86,7 @@ def test_fake_pipeline_writes_every_stage_and_resumes_without_redoing(tmp_path: 
     again = run_cli(["run", "--resume", "--name", "quick", "--runs-dir", str(tmp_path)])
     assert again.returncode == 0, again.stderr
     assert _manifest(root) == stages
-    assert again.stdout.count("already complete") >= 6
+    assert again.stdout.count("skipped (complete)") >= 6
 
 
 def test_kill_mid_stage_then_resume_finishes_without_redoing_finished_stages(
@@ -121,16 +121,46 @@ def test_kill_mid_stage_then_resume_finishes_without_redoing_finished_stages(
     samples = (root / "sl" / "samples.jsonl").read_text().splitlines()
     ids = [json.loads(line)["id"] for line in samples]
     assert len(ids) == len(set(ids)) == 4
+    # #25.3: the stages finished before the kill were reported as "ran" in "0 s".
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
+    assert "skipped (complete)" in lines["generate"], r.stdout
+    assert "resumed (" in lines["sl"] and "records already there)" in lines["sl"], r.stdout
+    assert lines["evaluate"].split()[1] == "ran"
     assert (root / "report.html").exists()
 
 
-def test_changed_config_redoes_that_stage_and_everything_after(tmp_path: Path) -> None:
+def test_changed_option_asks_for_redo_then_redoes_only_that_stage(tmp_path: Path) -> None:
     args = ["run", "--preset", "quick", "--runs-dir", str(tmp_path), "--no-progress"]
     assert run_cli([*args, *_sets(FAST)], timeout=600).returncode == 0
-    r = run_cli([*args, "--resume", *_sets([*FAST, "label.principles_per_pair=2"])], timeout=600)
+    changed = [*args, "--resume", *_sets([*FAST, "label.principles_per_pair=2"])]
+    refused = run_cli(changed, timeout=600)
+    assert refused.returncode == 2 and "--redo label/label" in refused.stderr, refused.stderr
+    r = run_cli([*changed, "--redo", "label/label"], timeout=600)
     assert r.returncode == 0, r.stderr
-    assert "redid stage(s) label/label" in r.stdout and "evaluate" in r.stdout.split("redid")[1]
-    assert "sl/sl" not in r.stdout.split("redid")[1].splitlines()[0]
+    assert "label/label: redone as asked" in r.stdout
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
+    assert "skipped (complete)" in lines["sl"] and "skipped (complete)" in lines["generate"]
+    assert lines["label"].split()[1] == "ran"
+
+
+def test_appended_prompt_computes_only_the_new_record(tmp_path: Path) -> None:
+    """Resuming after one prompt was added to the file keeps every finished sample."""
+    from test_cli_generate import write_prompts
+
+    prompts = write_prompts(tmp_path / "p.jsonl", 5)
+    args = ["run", "--preset", "quick", "--runs-dir", str(tmp_path), "--no-progress"]
+    sets = [*FAST, f"sl.prompts={prompts}", "sl.split=all", "sl.limit=16", "label.enabled=false"]
+    sets += ["train.enabled=false", "evaluate.enabled=false"]
+    assert run_cli([*args, *_sets(sets)], timeout=600).returncode == 0
+    samples = tmp_path / "quick" / "sl" / "samples.jsonl"
+    first = samples.read_text().splitlines()
+    write_prompts(prompts, 6)
+    r = run_cli([*args, "--resume", *_sets(sets)], timeout=600)
+    assert r.returncode == 0, r.stderr
+    after = samples.read_text().splitlines()
+    assert after[:5] == first and len(after) == 6  # the five finished samples kept as they were
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
+    assert "resumed (5 records already there)" in lines["sl"]
 
 
 @pytest.mark.slow

@@ -61,15 +61,52 @@ def test_run_folder_stages_and_invalidation(tmp_path: Path) -> None:
         RunFolder.open(tmp_path / "r", {"a": 1})
     again = RunFolder.open(tmp_path / "r", {"a": 2}, resume=True)
     assert not again.begin_stage("one", "h1", ["one.jsonl"])  # same inputs: complete, skipped
-    assert again.begin_stage("one", "h1-changed", ["one.jsonl"])
-    # A changed input discards this stage's and every later stage's outputs.
-    assert again.discarded == ["one", "two"]
+    assert again.outcomes["one"] == ("skipped", 1)
+    # Changed options would throw work away: refused, nothing deleted, until --redo says so.
+    with pytest.raises(RunFolderError, match="--redo one"):
+        again.begin_stage("one", "h1-changed", ["one.jsonl"])
+    assert (tmp_path / "r" / "one.jsonl").exists()
+    again.close()
+    redo = RunFolder.open(tmp_path / "r", {"a": 2}, resume=True, redo=["one"])
+    assert redo.begin_stage("one", "h1-changed", ["one.jsonl"])
+    # Only this stage's outputs go; a later stage is redone only if its own inputs change.
+    assert redo.discarded == ["one"]
     assert not (tmp_path / "r" / "one.jsonl").exists()
-    assert not (tmp_path / "r" / "two.jsonl").exists()
+    assert (tmp_path / "r" / "two.jsonl").exists()
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
-    assert list(manifest["stages"]) == ["one"]
+    assert sorted(manifest["stages"]) == ["one", "two"]
     assert manifest["stages"]["one"]["status"] == "running"
     assert "python" in manifest["packages"] and "torch" in manifest["packages"]
+    # Cheap stages (ask=False) are redone without asking.
+    assert redo.begin_stage("two", "h2-changed", ["two.jsonl"], ask=False)
+    assert not (tmp_path / "r" / "two.jsonl").exists()
+
+
+def test_changed_records_keep_finished_work(tmp_path: Path) -> None:
+    """A per-record stage whose input records changed keeps its outputs and runs again (to
+    compute the new records); any other stage is redone."""
+    run = RunFolder.open(tmp_path / "r", {})
+    assert run.begin_stage("gen", "opts", ["gen.jsonl"], records_hash="r1", per_record=True)
+    (tmp_path / "r" / "gen.jsonl").write_text('{"id": "a"}\n{"id": "b"}\n')
+    run.finish_stage("gen", 2)
+    assert run.begin_stage("train", "opts", ["train"], records_hash="r1")
+    (tmp_path / "r" / "train").mkdir()
+    run.finish_stage("train", 1)
+    assert not run.begin_stage("gen", "opts", ["gen.jsonl"], records_hash="r1", per_record=True)
+    assert run.begin_stage("gen", "opts", ["gen.jsonl"], records_hash="r2", per_record=True)
+    assert run.outcomes["gen"] == ("resumed", 2)
+    assert (tmp_path / "r" / "gen.jsonl").exists() and "kept" in run.notes[-1]
+    assert run.begin_stage("train", "opts", ["train"], records_hash="r2")
+    assert not (tmp_path / "r" / "train").exists() and "data changed" in run.notes[-1]
+
+
+def test_retain_drops_only_records_no_longer_asked_for(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"id": "a", "v": 1}\n{"id": "b", "v": 2}\n{"id": "c", "v": 3}\n')
+    w = JsonlWriter(path, resume=True)
+    assert w.retain(["a", "c", "new"]) == 1
+    assert path.read_text() == '{"id": "a", "v": 1}\n{"id": "c", "v": 3}\n'
+    assert w.done == {"a", "c"} and w.retain(["a", "c"]) == 0
 
 
 def test_failed_empty_run_folder_is_reusable(tmp_path: Path) -> None:

@@ -36,18 +36,6 @@ def generation_id(prompt: PromptRecord, backend_spec: str, sampling: Sampling) -
     return stable_id(prompt.key(), backend_spec, sampling.model_dump(mode="json"))
 
 
-def generation_inputs_hash(
-    prompts: Sequence[PromptRecord], backend_spec: str, sampling: Sampling
-) -> str:
-    """What the stage's output depends on; a change of any of it invalidates the stage."""
-    return stable_id(
-        [p.model_dump(mode="json") for p in prompts],
-        backend_spec,
-        sampling.model_dump(mode="json"),
-        length=64,
-    )
-
-
 def _progress(total: int, initial: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
@@ -131,12 +119,18 @@ def generate_stage(
 
     name = "generate"
     if not run.begin_stage(
-        name, generation_inputs_hash(prompts, backend_spec, sampling), [GENERATIONS]
+        name,
+        stable_id(backend_spec, sampling.model_dump(mode="json"), length=64),
+        [GENERATIONS],
+        records_hash=stable_id([p.model_dump(mode="json") for p in prompts], length=64),
+        per_record=True,
     ):
         return None
     writer = JsonlWriter(run.path / GENERATIONS, resume=True)
     try:
         backend = load_backend(backend_spec, defaults={"batch_size": batch_size}, **backend_options)
+        # Answers to prompts no longer in the file go; the others are kept, not redone.
+        writer.retain(generation_id(p, backend.spec, sampling) for p in prompts)
         summary = generate_answers(
             prompts, backend, sampling, writer, batch_size=batch_size, progress=progress
         )

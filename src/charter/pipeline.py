@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 from charter.config import RunConfig
 from charter.errors import CharterError, ConfigError
 from charter.records import PromptRecord, stable_id
-from charter.runs import RunFolder, atomic_write_text, file_sha256
+from charter.runs import RunFolder, atomic_write_text, check_run_name, file_sha256
 
 TRAINABLE_PREFIXES = ("embedded", "hf:")
 
@@ -30,7 +30,7 @@ class StageResult:
     """One line of the final summary table."""
 
     name: str
-    status: str  # "ran", "already complete", "disabled"
+    status: str  # "ran", "resumed (N records already there)", "skipped (complete)", "disabled"
     seconds: float = 0.0
     detail: str = ""
 
@@ -41,6 +41,7 @@ class PipelineResult:
     stages: list[StageResult] = field(default_factory=list)
     metrics: dict[str, Any] | None = None
     discarded: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def trainable_model(cfg: RunConfig) -> str:
@@ -138,16 +139,44 @@ def _stage_bar(names: list[str], enabled: bool) -> Iterator[Any]:
 
 
 def run_pipeline(
-    cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+    cfg: RunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    redo: Sequence[str] = (),
 ) -> PipelineResult:
-    """Run every enabled stage of `cfg` into `runs_dir/name`; see the module docstring."""
-    from charter.constitution.load import dump_constitution, load_constitution
+    """Run every enabled stage of `cfg` into `runs_dir/name`; see the module docstring.
 
+    `redo` names manifest stages (`sl`, `label`, `train/sft`, `evaluate`, ...) to recompute
+    although finished; a stage whose options changed refuses to run without it.
+    """
+    from charter.constitution.load import load_constitution
+
+    check_run_name(cfg.name)
     check_config(cfg)
     constitution = load_constitution(cfg.constitution)
     prompt_sets = collect_prompts(cfg)
     root = Path(cfg.runs_dir) / cfg.name
-    run = RunFolder.open(root, cfg.model_dump(mode="json"), resume=resume, overwrite=overwrite)
+    run = RunFolder.open(
+        root, cfg.model_dump(mode="json"), resume=resume, overwrite=overwrite, redo=redo
+    )
+    try:
+        return _run_stages(cfg, run, constitution, prompt_sets, progress)
+    finally:
+        run.close()
+
+
+def _run_stages(
+    cfg: RunConfig,
+    run: RunFolder,
+    constitution: Any,
+    prompt_sets: dict[str, list[PromptRecord]],
+    progress: bool,
+) -> PipelineResult:
+    from charter.constitution.load import dump_constitution
+
+    root = run.path
     result = PipelineResult(path=root)
     stages: list[tuple[str, bool, Callable[[], str]]] = []
     policy, policy_opts = cfg.role("policy")
@@ -160,7 +189,9 @@ def run_pipeline(
             atomic_write_text(root / "constitution.yaml", dump_constitution(constitution))
             return len(constitution.principles)
 
-        ran = run.run_stage("constitution", sha, ["constitution.yaml"], write) is not None
+        ran = (
+            run.run_stage("constitution", sha, ["constitution.yaml"], write, ask=False) is not None
+        )
         return _ran(ran, f"{constitution.name} ({len(constitution.principles)} principles)")
 
     def prompts_stage() -> str:
@@ -178,7 +209,7 @@ def run_pipeline(
             atomic_write_text(root / "prompts.jsonl", text)
             return len(rows)
 
-        ran = run.run_stage("prompts", digest, ["prompts.jsonl"], write) is not None
+        ran = run.run_stage("prompts", digest, ["prompts.jsonl"], write, ask=False) is not None
         counts = ", ".join(f"{k} {len(v)}" for k, v in prompt_sets.items() if v)
         return _ran(ran, counts)
 
@@ -271,9 +302,10 @@ def run_pipeline(
             ("train/sft", sft_opts, train_sft, root / "sl" / "sft.jsonl"),
             ("train/dpo", dpo_opts, train_dpo, root / "label" / "prefs.jsonl"),
         ):
-            digest = stable_id(opts.model_dump(mode="json"), file_sha256(data), length=64)
+            digest = stable_id(opts.model_dump(mode="json"), length=64)
+            data_hash = file_sha256(data)
             if name == "train/dpo":  # the DPO base is the SFT model: its weights are an input
-                digest = stable_id(digest, _stage_hash(run, "train/sft"), length=64)
+                data_hash = stable_id(data_hash, _stage_hash(run, "train/sft"), length=64)
             out = Path(opts.out)
             holder: dict[str, Any] = {}
 
@@ -285,7 +317,12 @@ def run_pipeline(
                 holder["res"] = res
                 return int(res.steps)
 
-            ran = run.run_stage(name, digest, [str(out.relative_to(root))], work) is not None
+            ran = (
+                run.run_stage(
+                    name, digest, [str(out.relative_to(root))], work, records_hash=data_hash
+                )
+                is not None
+            )
             if ran:
                 res = holder["res"]
                 details.append(f"{name.split('/')[1]} {res.steps} steps in {res.seconds:.0f} s")
@@ -322,12 +359,10 @@ def run_pipeline(
             few_shot=ec.few_shot,
             backend_options={"base": policy_opts, "judge": judge_opts},
         )
-        digest = stable_id(
-            opts.model_dump(mode="json"),
-            sha,
-            _stage_hash(run, "train/dpo"),
-            _stage_hash(run, "train/sft"),
-            length=64,
+        digest = stable_id(opts.model_dump(mode="json"), sha, length=64)
+        # The trained models are its data: retrained models are evaluated again.
+        models_hash = stable_id(
+            _stage_hash(run, "train/dpo"), _stage_hash(run, "train/sft"), length=64
         )
         holder: dict[str, Any] = {}
 
@@ -338,7 +373,12 @@ def run_pipeline(
             write_report(eval_dir=root / "eval", out=root / "report.html", run_dir=root)
             return len(models)
 
-        ran = run.run_stage("evaluate", digest, ["eval", "report.html"], work) is not None
+        ran = (
+            run.run_stage(
+                "evaluate", digest, ["eval", "report.html"], work, records_hash=models_hash
+            )
+            is not None
+        )
         metrics_path = root / "eval" / "metrics.json"
         if metrics_path.exists():
             result.metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
@@ -353,19 +393,39 @@ def run_pipeline(
                 result.stages.append(StageResult(name, "disabled"))
                 continue
             bar.set_description_str(f"charter run: {name}")
+            before = set(run.outcomes)
             t0 = time.perf_counter()
             detail = fn()
             seconds = time.perf_counter() - t0
-            status = "already complete" if detail.startswith("already complete") else "ran"
+            detail = detail.removeprefix("already complete: ").removeprefix("already complete")
+            status = _status([v for k, v in run.outcomes.items() if k not in before])
             result.stages.append(StageResult(name, status, seconds, detail))
             bar.update(1)
     result.discarded = list(run.discarded)
+    result.notes = list(run.notes)
     return result
+
+
+def _status(outcomes: list[tuple[str, int]]) -> str:
+    """One pipeline stage's status from the manifest stages it ran: `ran`, `resumed (N records
+    already there)` or `skipped (complete)`.
+
+    >>> _status([("skipped", 4), ("resumed", 3)])
+    'resumed (3 records already there)'
+    >>> _status([("skipped", 4)]), _status([])
+    ('skipped (complete)', 'skipped (complete)')
+    """
+    if not any(kind != "skipped" for kind, _ in outcomes):
+        return "skipped (complete)"
+    there = sum(n for kind, n in outcomes if kind == "resumed")
+    return f"resumed ({there} records already there)" if there else "ran"
 
 
 def _stage_hash(run: RunFolder, name: str) -> str:
     stage = run.manifest.stages.get(name)
-    return stage.input_hash if stage is not None else "none"
+    if stage is None:
+        return "none"
+    return stable_id(stage.input_hash, stage.records_hash, length=64)
 
 
 def _ran(ran: bool, detail: str) -> str:
@@ -374,10 +434,10 @@ def _ran(ran: bool, detail: str) -> str:
 
 def summary_table(result: PipelineResult) -> str:
     """The terminal summary: one line per stage, then the models' headline metrics."""
-    lines = [f"run folder: {result.path}", "", f"{'stage':<13}{'status':<18}{'time':>8}  detail"]
+    lines = [f"run folder: {result.path}", "", f"{'stage':<13}{'status':<34}{'time':>8}  detail"]
     for s in result.stages:
-        t = f"{s.seconds:.0f} s" if s.status == "ran" else ""
-        lines.append(f"{s.name:<13}{s.status:<18}{t:>8}  {s.detail}")
+        t = f"{s.seconds:.0f} s" if s.status.startswith(("ran", "resumed")) else ""
+        lines.append(f"{s.name:<13}{s.status:<34}{t:>8}  {s.detail}")
     models = (result.metrics or {}).get("models", {})
     if models:
         lines += [

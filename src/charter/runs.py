@@ -8,17 +8,19 @@ run therefore loses at most the batch in flight, and `--resume` skips every id a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import Field
@@ -26,6 +28,7 @@ from pydantic import Field
 from charter import __version__
 from charter.errors import RunFolderError
 from charter.records import Record, Strict, canonical_json, stable_id
+from charter.redact import redact_config, redact_spec
 
 T = TypeVar("T")
 
@@ -61,22 +64,32 @@ def file_sha256(path: Path) -> str:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a whole file or nothing: a crash never leaves a half-written manifest."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # a full disk says ENOSPC, not where
+        raise
 
 
 class StageStatus(Strict):
     status: Literal["running", "complete", "failed"]
     input_hash: str
+    records_hash: str | None = None
     started_at: str
     finished_at: str | None = None
     seconds: float | None = None
     records: int = 0
     outputs: list[str] = Field(default_factory=list)
     error: str | None = None
+    # The backends that answered this stage's calls: spec, engine, precision, threads.
+    engines: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Manifest(Strict):
@@ -88,13 +101,113 @@ class Manifest(Strict):
     stages: dict[str, StageStatus] = Field(default_factory=dict)
 
 
-class RunFolder:
-    """A run folder on disk, with its manifest kept in step with every stage transition."""
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+LOCK = ".charter.lock"
 
-    def __init__(self, path: Path, manifest: Manifest) -> None:
+
+def check_run_name(name: str) -> str:
+    """A run name is a plain folder name: letters, digits, `.`, `_`, `-`; not `.` or `..`.
+
+    >>> check_run_name("quick-2")
+    'quick-2'
+    """
+    if not RUN_NAME.match(name or "") or name in (".", ".."):
+        raise RunFolderError(
+            f"run name {name!r} is not a plain folder name: use letters, digits, '.', '_' and "
+            "'-' (starting with a letter or digit, at most 128 characters); a run always lives "
+            "directly inside the runs folder"
+        )
+    return name
+
+
+def holds_manifest(path: Path) -> bool:
+    """Whether `path` is a charter run folder: it holds a manifest charter can read."""
+    try:
+        Manifest.model_validate_json((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+class _Lock:
+    """An exclusive lock on a run folder, held while this process writes it.
+
+    `flock` on `.charter.lock` (released by the kernel when the process ends, however it ends);
+    the file holds the owner's PID for the message a second process gets. A process may open
+    the same folder again (one lock per folder per process, counted).
+    """
+
+    held: ClassVar[dict[str, tuple[int, int]]] = {}  # resolved path -> (fd, count)
+
+    @classmethod
+    def acquire(cls, folder: Path) -> None:
+        import fcntl
+
+        key = str(folder.resolve())
+        if key in cls.held:
+            fd, count = cls.held[key]
+            cls.held[key] = (fd, count + 1)
+            return
+        path = folder / LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunFolderError(
+                f"{folder} is in use by another charter process (PID {holder}); wait for it to "
+                "finish or stop it, then run again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        cls.held[key] = (fd, 1)
+
+    @classmethod
+    def release(cls, folder: Path) -> None:
+        import fcntl
+
+        key = str(folder.resolve())
+        if key not in cls.held:
+            return
+        fd, count = cls.held[key]
+        if count > 1:
+            cls.held[key] = (fd, count - 1)
+            return
+        del cls.held[key]
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _jsonl_lines(path: Path) -> int:
+    """Complete lines of a JSONL output (records already there); 0 when absent."""
+    try:
+        with path.open("rb") as f:
+            return sum(1 for line in f if line.endswith(b"\n") and line.strip())
+    except OSError:
+        return 0
+
+
+class RunFolder:
+    """A run folder on disk, with its manifest kept in step with every stage transition.
+
+    While open, the folder is locked against other processes (see `close`). `redo` names stages
+    whose outputs may be thrown away and recomputed although their options are unchanged or
+    changed (`--redo STAGE`); without it, a stage whose options changed since it produced
+    records refuses to run rather than silently discard that work.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest, redo: Sequence[str] = ()) -> None:
         self.path = path
         self.manifest = manifest
+        self.redo = set(redo)
         self.discarded: list[str] = []  # stages whose outputs a changed input threw away
+        self.notes: list[str] = []  # what was redone or kept, and why, for the user
+        # How each stage begun in this process went: "ran", "resumed" or "skipped", with the
+        # records that were already there.
+        self.outcomes: dict[str, tuple[str, int]] = {}
 
     @classmethod
     def open(
@@ -104,15 +217,31 @@ class RunFolder:
         *,
         resume: bool = False,
         overwrite: bool = False,
+        redo: Sequence[str] = (),
     ) -> RunFolder:
-        """Create a run folder, or reopen one with `resume`; refuse to mix two runs silently."""
+        """Create a run folder, or reopen one with `resume`; refuse to mix two runs silently.
+
+        `overwrite` deletes the folder only if it is a charter run folder (it holds a manifest);
+        any other non-empty folder is an error that names it, whatever the flags.
+        """
         path = Path(path)
         manifest_path = path / MANIFEST
+        config = redact_config(config)  # a backend URL's credentials never reach the folder
         config_hash = stable_id(config, length=64)
-        # A folder that holds only a config and a manifest (a run that failed before producing
-        # anything) is reused as if new.
-        if path.exists() and any(p.name not in (CONFIG, MANIFEST) for p in path.iterdir()):
+        if path.exists() and not path.is_dir():
+            raise RunFolderError(f"{path} is a file, expected a run folder")
+        # A folder that holds only a config, a manifest and a lock (a run that failed before
+        # producing anything) is reused as if new.
+        ours = (CONFIG, MANIFEST, LOCK)
+        if path.exists() and any(p.name not in ours for p in path.iterdir()):
+            if not holds_manifest(path):
+                raise RunFolderError(
+                    f"{path} is not empty and is not a charter run folder (no manifest.json): "
+                    "charter neither writes into nor deletes it; choose another folder"
+                )
             if overwrite:
+                _Lock.acquire(path)  # never delete a folder another process is writing
+                _Lock.release(path)
                 shutil.rmtree(path)
             elif not resume:
                 raise RunFolderError(
@@ -120,56 +249,125 @@ class RunFolder:
                     "start again"
                 )
         path.mkdir(parents=True, exist_ok=True)
-        if manifest_path.exists():
-            try:
-                manifest = Manifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
-            except ValueError as e:
-                raise RunFolderError(f"{manifest_path}: unreadable manifest ({e})") from None
-            manifest.config_sha256 = config_hash
-            manifest.packages = package_versions()
-        else:
-            manifest = Manifest(
-                name=path.name,
-                created_at=now_iso(),
-                config_sha256=config_hash,
-                packages=package_versions(),
+        _Lock.acquire(path)
+        try:
+            if manifest_path.exists():
+                try:
+                    manifest = Manifest.model_validate_json(
+                        manifest_path.read_text(encoding="utf-8")
+                    )
+                except ValueError as e:
+                    raise RunFolderError(f"{manifest_path}: unreadable manifest ({e})") from None
+                manifest.config_sha256 = config_hash
+                manifest.packages = package_versions()
+            else:
+                manifest = Manifest(
+                    name=path.name,
+                    created_at=now_iso(),
+                    config_sha256=config_hash,
+                    packages=package_versions(),
+                )
+            run = cls(path, manifest, redo)
+            atomic_write_text(
+                path / CONFIG, yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
             )
-        run = cls(path, manifest)
-        atomic_write_text(
-            path / CONFIG, yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
-        )
-        run.save()
+            run.save()
+        except BaseException:
+            _Lock.release(path)
+            raise
         return run
+
+    def close(self) -> None:
+        """Release the folder's lock (it is also released when the process ends)."""
+        _Lock.release(self.path)
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def save(self) -> None:
         atomic_write_text(self.path / MANIFEST, self.manifest.model_dump_json(indent=2) + "\n")
 
-    def begin_stage(self, name: str, input_hash: str, outputs: Sequence[str]) -> bool:
+    def _discard(self, name: str) -> None:
+        for out in self.manifest.stages[name].outputs:
+            target = self.path / out
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+        del self.manifest.stages[name]
+        self.discarded.append(name)
+
+    def begin_stage(
+        self,
+        name: str,
+        input_hash: str,
+        outputs: Sequence[str],
+        *,
+        records_hash: str | None = None,
+        per_record: bool = False,
+        ask: bool = True,
+    ) -> bool:
         """Mark `name` running; return False when it is already complete for these inputs.
 
-        When the stage's inputs changed since it last ran, its outputs and every later stage
-        (later in the manifest's order, i.e. downstream) are discarded first.
+        `input_hash` covers the stage's options; `records_hash` the records it works on (the
+        prompts, the pairs, the training data). When the options changed since the stage
+        produced records, it refuses (RunFolderError) unless the stage is in `redo` or `ask`
+        is false (cheap stages); then its outputs are discarded and it runs again. When only
+        the records changed, a `per_record` stage keeps its outputs (it computes the new
+        records and drops the ones no longer asked for); any other stage is redone. Later
+        stages see their own inputs change through their hashes.
         """
         stages = self.manifest.stages
         previous = stages.get(name)
-        if previous is not None and previous.input_hash != input_hash:
-            names = list(stages)
-            for stale in names[names.index(name) :]:
-                for out in stages[stale].outputs:
-                    target = self.path / out
-                    if target.is_dir():
-                        shutil.rmtree(target)
-                    else:
-                        target.unlink(missing_ok=True)
-                del stages[stale]
-                self.discarded.append(stale)
-            previous = None
+        existing = sum(_jsonl_lines(self.path / o) for o in outputs if o.endswith(".jsonl"))
+        if previous is not None and name in self.redo:
+            self._discard(name)
+            self.notes.append(f"{name}: redone as asked (--redo)")
+            previous, existing = None, 0
+        elif previous is not None and previous.input_hash != input_hash:
+            if ask and (existing or previous.records):
+                done = existing or previous.records
+                spent = f", {previous.seconds:.0f} s of work" if previous.seconds else ""
+                raise RunFolderError(
+                    f"stage {name} of {self.path} was run with other options ({done} records"
+                    f"{spent}); continuing would discard them. Pass --redo {name} to redo it "
+                    "(later stages follow where their inputs change), --overwrite to start the "
+                    "run again, or restore the options it ran with"
+                )
+            self._discard(name)
+            self.notes.append(f"{name}: redone because its options changed")
+            previous, existing = None, 0
+        elif (
+            previous is not None
+            and records_hash is not None
+            and previous.records_hash not in (None, records_hash)
+        ):
+            if per_record:
+                self.notes.append(
+                    f"{name}: its input records changed; the {existing} finished records whose "
+                    "own inputs are unchanged are kept, new or changed ones are computed"
+                )
+                previous = previous.model_copy(update={"status": "running"})
+            else:
+                self._discard(name)
+                self.notes.append(f"{name}: redone because its input data changed")
+                previous, existing = None, 0
         if previous is not None and previous.status == "complete":
+            self.outcomes[name] = ("skipped", previous.records)
             return False
+        self.outcomes[name] = ("resumed" if existing else "ran", existing)
         stages[name] = StageStatus(
-            status="running", input_hash=input_hash, started_at=now_iso(), outputs=list(outputs)
+            status="running",
+            input_hash=input_hash,
+            records_hash=records_hash,
+            started_at=now_iso(),
+            outputs=list(outputs),
         )
         self._clock = time.perf_counter()
+        self._usage = _backend_usage()
         self.save()
         return True
 
@@ -180,11 +378,18 @@ class RunFolder:
         outputs: Sequence[str],
         fn: Callable[[], T],
         records: Callable[[T], int] | None = None,
+        *,
+        records_hash: str | None = None,
+        per_record: bool = False,
+        ask: bool = True,
     ) -> T | None:
         """Run `fn` as stage `name` with the manifest's bookkeeping: its result, or None (and
-        nothing run) when the stage is already complete for these inputs. A failure is recorded
-        and re-raised. The stage's record count is `records(result)`, or the result itself."""
-        if not self.begin_stage(name, input_hash, outputs):
+        nothing run) when the stage is already complete for these inputs (see `begin_stage`).
+        A failure is recorded and re-raised. The record count is `records(result)`, or the
+        result itself."""
+        if not self.begin_stage(
+            name, input_hash, outputs, records_hash=records_hash, per_record=per_record, ask=ask
+        ):
             return None
         try:
             result = fn()
@@ -199,7 +404,7 @@ class RunFolder:
         self._end(name, "complete", records, None)
 
     def fail_stage(self, name: str, records: int, error: str) -> None:
-        self._end(name, "failed", records, error)
+        self._end(name, "failed", records, redact_spec(error))
 
     def _end(
         self, name: str, status: Literal["complete", "failed"], records: int, error: str | None
@@ -210,7 +415,20 @@ class RunFolder:
         stage.seconds = round(time.perf_counter() - getattr(self, "_clock", time.perf_counter()), 3)
         stage.records = records
         stage.error = error
+        stage.engines = _engines_since(getattr(self, "_usage", {}))
         self.save()
+
+
+def _backend_usage() -> dict[int, int]:
+    from charter.backends import usage
+
+    return usage()
+
+
+def _engines_since(before: dict[int, int]) -> list[dict[str, Any]]:
+    from charter.backends import used_since
+
+    return used_since(before)
 
 
 class JsonlWriter:
@@ -246,6 +464,22 @@ class JsonlWriter:
                     "by something other than charter"
                 ) from None
 
+    def retain(self, ids: Iterable[str]) -> int:
+        """Drop the records whose id is not in `ids` (inputs no longer asked for, e.g. a prompt
+        removed from the file); return how many were dropped. The file is rewritten atomically."""
+        keep = set(ids)
+        stale = self.done - keep
+        if not stale or not self.path.exists():
+            return 0
+        kept = [
+            line
+            for line in self.path.read_bytes().splitlines(keepends=True)
+            if line.strip() and str(json.loads(line)["id"]) in keep
+        ]
+        atomic_write_text(self.path, b"".join(kept).decode("utf-8"))
+        self.done -= stale
+        return len(stale)
+
     def pending(self, ids: Iterable[str]) -> list[str]:
         return [i for i in ids if i not in self.done]
 
@@ -259,8 +493,12 @@ class JsonlWriter:
                 fresh.append(canonical_json(r.model_dump(mode="json")))
         if fresh:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write("\n".join(fresh) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with self.path.open("a", encoding="utf-8") as f:
+                    f.write("\n".join(fresh) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                e.filename = e.filename or str(self.path)  # a full disk says ENOSPC, not where
+                raise
         return len(fresh)

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from charter.cli.options import parse_key_values
+from charter.cli.options import REDO, parse_key_values
 
 
-def _report(summary: object, out: Path, discarded: list[str]) -> None:
+def _report(summary: object, out: Path, notes: list[str]) -> None:
     from charter.generate import GENERATIONS, GenerateSummary
 
-    if discarded:
-        click.echo(f"inputs changed since the last run: redid stage(s) {', '.join(discarded)}")
+    for note in notes:
+        click.echo(f"note: {note}")
 
     target = out / GENERATIONS
     if summary is None:
@@ -38,7 +38,12 @@ def _report(summary: object, out: Path, discarded: list[str]) -> None:
     "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder."
 )
 @click.option("--resume", is_flag=True, help="Continue a run in --out, skipping finished prompts.")
-@click.option("--overwrite", is_flag=True, help="Delete what --out holds and start again.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete the run in --out and start again (only a charter run folder).",
+)
+@REDO
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0.0), default=0.7, show_default=True)
@@ -60,6 +65,7 @@ def generate(
     out: Path,
     resume: bool,
     overwrite: bool,
+    redo: tuple[str, ...],
     batch_size: int,
     max_new_tokens: int,
     temperature: float,
@@ -98,7 +104,7 @@ def generate(
         "seed": seed,
         "generation": gen.model_dump(mode="json"),
     }
-    folder = RunFolder.open(out, config, resume=resume, overwrite=overwrite)
+    folder = RunFolder.open(out, config, resume=resume, overwrite=overwrite, redo=redo)
     summary = generate_stage(
         folder,
         prompts,
@@ -108,7 +114,7 @@ def generate(
         batch_size=batch_size,
         progress=progress,
     )
-    _report(summary, out, folder.discarded)
+    _report(summary, out, folder.notes)
 
 
 @click.command()
@@ -144,7 +150,12 @@ def generate(
 @click.option("--judge", default=None, help="Backend spec of the evaluation judge.")
 @click.option("--runs-dir", default=None, help="Folder that holds run folders (default: runs).")
 @click.option("--resume", is_flag=True, help="Continue the run, skipping finished work.")
-@click.option("--overwrite", is_flag=True, help="Delete the run folder and start again.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete the run folder and start again (only a charter run folder).",
+)
+@REDO
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run(
     preset: str | None,
@@ -158,6 +169,7 @@ def run(
     runs_dir: str | None,
     resume: bool,
     overwrite: bool,
+    redo: tuple[str, ...],
     progress: bool,
 ) -> None:
     """The whole CAI pipeline into runs/NAME/: constitution → prompts → generate → sl → label →
@@ -187,21 +199,28 @@ def run(
         # Resume exactly what ran: the folder's own resolved config, plus role/constitution flags.
         folder = Path(runs_dir or "runs") / name
         if (folder / "config.yaml").exists():
-            from charter.config import deep_merge, parse_override
+            from charter.config import overlay_config
 
-            base = load_run_config(folder).model_dump(mode="json")
-            for text in role_sets:
-                base = deep_merge(base, parse_override(text))
-            from charter.config import RunConfig
-
-            cfg = RunConfig.model_validate(base)
+            cfg = overlay_config(load_run_config(folder).model_dump(mode="json"), role_sets)
         else:
-            cfg = load_config(preset or "default", None, tuple(role_sets))
+            from charter.errors import RunFolderError
+            from charter.runs import check_run_name, holds_manifest
+
+            check_run_name(name)
+            parent = folder.parent
+            runs = (
+                sorted(p.name for p in parent.iterdir() if holds_manifest(p))
+                if (parent.is_dir())
+                else []
+            )
+            raise RunFolderError(
+                f"there is no run {name!r} in {parent} to resume; "
+                + (f"runs there: {', '.join(runs)}" if runs else "it holds no runs")
+                + " (without --resume, a new run starts)"
+            )
     else:
         cfg = load_config(preset or "default", config_file, (*overrides, *role_sets))
-    result = run_pipeline(cfg, resume=resume, overwrite=overwrite, progress=progress)
-    if result.discarded:
-        click.echo(
-            f"inputs changed since the last run: redid stage(s) {', '.join(result.discarded)}"
-        )
+    result = run_pipeline(cfg, resume=resume, overwrite=overwrite, progress=progress, redo=redo)
+    for note in result.notes:
+        click.echo(f"note: {note}")
     click.echo(summary_table(result))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from charter.cli.options import parse_key_values, prompt_run_options
+from charter.cli.options import parse_key_values, prompt_run_options, select_prompts
+from charter.cli.sl import _record_selection
 
 
 @click.command()
@@ -79,9 +81,10 @@ def label(
     cot_max_new_tokens: int,
     lang: str,
     limit: int | None,
-    split: str,
+    split: str | None,
     resume: bool,
     overwrite: bool,
+    redo: tuple[str, ...],
     batch_size: int,
     chunk_size: int,
     max_new_tokens: int,
@@ -101,7 +104,6 @@ def label(
 
     from charter.backends import check_spec
     from charter.constitution.load import load_constitution
-    from charter.data import load_prompts
     from charter.errors import ConfigError
     from charter.feedback import LabelConfig, label_stage, read_pairs
     from charter.records import Sampling
@@ -125,10 +127,11 @@ def label(
         raise ConfigError(f"--clamp {band[0]} {band[1]}: {e.errors()[0]['msg']}") from None
     constitution = load_constitution(constitution_spec)
     pairs = read_pairs(pairs_from)[:limit] if pairs_from is not None else None
-    chosen_split = None if split == "all" else split
-    prompts = (
-        load_prompts(prompts_spec, lang=lang, split=chosen_split)[:limit] if pairs is None else []
-    )
+    selection: dict[str, object] = {"source": str(pairs_from), "used": len(pairs or [])}
+    prompts: list[Any] = []
+    if pairs is None:
+        prompts, selection = select_prompts(prompts_spec, lang=lang, split=split, limit=limit)
+    split = str(selection.get("split", split))
     sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     policy_options = parse_key_values(policy_opt, "--policy-opt")
     feedback_options = parse_key_values(feedback_opt, "--feedback-opt")
@@ -148,7 +151,7 @@ def label(
         "label": cfg.model_dump(mode="json"),
         "sampling": sampling.model_dump(mode="json"),
     }
-    folder = RunFolder.open(out, config, resume=resume, overwrite=overwrite)
+    folder = RunFolder.open(out, config, resume=resume, overwrite=overwrite, redo=redo)
     summary = label_stage(
         folder,
         prompts,
@@ -163,6 +166,7 @@ def label(
         batch_size=batch_size,
         progress=progress,
     )
+    _record_selection(out / "label" / "summary.json", selection)
     qps = summary["queries_per_s"]
     bias = summary["letter_bias"]
     agreement = summary["order_agreement"]

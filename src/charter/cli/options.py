@@ -24,6 +24,64 @@ def parse_key_values(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+REDO = click.option(
+    "--redo",
+    multiple=True,
+    metavar="STAGE",
+    help="With --resume: recompute this stage (as named in manifest.json) although finished; "
+    "needed when its options changed since it produced records.",
+)
+
+
+def is_builtin_prompts(spec: str) -> bool:
+    """Whether a prompt spec names a set shipped with charter (not the user's own file)."""
+    from charter.data import BUILTIN_PREFIX, BUILTIN_PROMPTS
+
+    return spec.startswith(BUILTIN_PREFIX) or spec in BUILTIN_PROMPTS
+
+
+def select_prompts(
+    spec: str, *, lang: str, split: str | None, limit: int | None
+) -> tuple[list[Any], dict[str, Any]]:
+    """The prompts a stage command uses, and a record of what was dropped and why.
+
+    A file the user gives is used whole unless `--split` asks for one part; a builtin set
+    defaults to its train split. Whenever a split or `--limit` drops prompts, a line on stderr
+    says how many and why (the same record goes into the stage's summary).
+    """
+    from charter.data import load_prompts
+
+    if split is None:
+        split = "train" if is_builtin_prompts(spec) else "all"
+    everything = load_prompts(spec, lang=lang)
+    chosen = everything if split == "all" else load_prompts(spec, lang=lang, split=split)
+    used = chosen[:limit]
+    selection = {
+        "source": spec,
+        "split": split,
+        "limit": limit,
+        "total": len(everything),
+        "dropped_by_split": len(everything) - len(chosen),
+        "dropped_by_limit": len(chosen) - len(used),
+        "used": len(used),
+    }
+    reasons = []
+    if selection["dropped_by_split"]:
+        why = " (the default for a builtin set)" if is_builtin_prompts(spec) else ""
+        reasons.append(
+            f"{selection['dropped_by_split']} are not in the {split} split{why}; --split all "
+            "uses every prompt"
+        )
+    if selection["dropped_by_limit"]:
+        reasons.append(f"{selection['dropped_by_limit']} are past --limit {limit}")
+    if reasons:
+        click.echo(
+            f"charter: using {len(used)} of {len(everything)} prompts of {spec}: "
+            + "; ".join(reasons),
+            err=True,
+        )
+    return used, selection
+
 
 def prompt_run_options(f: F) -> F:
     """The options every stage command shares: which prompts, and where the run stands."""
@@ -41,15 +99,19 @@ def prompt_run_options(f: F) -> F:
             click.option(
                 "--split",
                 type=click.Choice(["train", "eval", "all"]),
-                default="train",
-                show_default=True,
+                default=None,
+                help="Keep one split of the prompts. Default: train for a builtin set (the "
+                "deterministic train/eval split `charter run` relies on), all of a file you give.",
             ),
             click.option(
                 "--resume", is_flag=True, help="Continue the run in --out, skipping finished work."
             ),
             click.option(
-                "--overwrite", is_flag=True, help="Delete what --out holds and start again."
+                "--overwrite",
+                is_flag=True,
+                help="Delete the run in --out and start again (only a charter run folder).",
             ),
+            REDO,
             click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
         ]
     ):

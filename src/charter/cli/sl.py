@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from charter.cli.options import parse_key_values, prompt_run_options
+from charter.cli.options import parse_key_values, prompt_run_options, select_prompts
 
 
 @click.command()
@@ -62,9 +62,10 @@ def sl(
     few_shot: int,
     lang: str,
     limit: int | None,
-    split: str,
+    split: str | None,
     resume: bool,
     overwrite: bool,
+    redo: tuple[str, ...],
     batch_size: int,
     chunk_size: int,
     max_new_tokens: int,
@@ -97,8 +98,8 @@ def sl(
         raise CharterError(
             f"constitution {constitution.name!r} cannot be used with --lang {lang}: {e.args[0]}"
         ) from None
-    chosen_split = None if split == "all" else split
-    prompts = load_prompts(prompts_spec, lang=lang, split=chosen_split)[:limit]
+    prompts, selection = select_prompts(prompts_spec, lang=lang, split=split, limit=limit)
+    chosen_split = None if selection["split"] == "all" else selection["split"]
     cfg = SLConfig(
         rounds=rounds,
         few_shot=few_shot,
@@ -118,13 +119,13 @@ def sl(
         "constitution": constitution_spec,
         "constitution_sha256": constitution.compute_sha256(),
         "prompts": prompts_spec,
-        "split": split,
+        "split": selection["split"],
         "limit": limit,
         "batch_size": batch_size,
         "sl": cfg.model_dump(mode="json"),
         "sampling": sampling.model_dump(mode="json"),
     }
-    folder = RunFolder.open(out, config, resume=resume, overwrite=overwrite)
+    folder = RunFolder.open(out, config, resume=resume, overwrite=overwrite, redo=redo)
     summary = sl_stage(
         folder,
         prompts,
@@ -137,9 +138,21 @@ def sl(
         batch_size=batch_size,
         progress=progress,
     )
+    _record_selection(out / "summary.json", selection)
     speed = summary["tokens_per_s"]
     click.echo(
         f"{out}: {summary['n_samples']} samples, {summary['n_revised']} revised, acceptance rate "
         f"{summary['acceptance_rate']:.2f}, {summary['n_sft']} SFT rows"
         + (f", {speed:.1f} tokens/s" if speed else "")
     )
+
+
+def _record_selection(summary_path: Path, selection: dict[str, object]) -> None:
+    """Add which prompts were used (and what a split or limit dropped) to a stage summary."""
+    import json
+
+    from charter.runs import atomic_write_text
+
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary["prompt_selection"] = selection
+    atomic_write_text(summary_path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")

@@ -28,9 +28,10 @@ from charter.feedback.labeler import (
     preference_id,
     summarize_labels,
 )
-from charter.feedback.pairs import sample_pairs
+from charter.feedback.pairs import pair_id, sample_pairs
 from charter.jsonl import read_jsonl
 from charter.records import PromptRecord, Sampling, stable_id
+from charter.redact import redact_spec
 from charter.runs import JsonlWriter, RunFolder, atomic_write_text
 
 PAIRS = "pairs.jsonl"
@@ -101,18 +102,23 @@ def label_stage(
 
         def run_pairs() -> int:
             writer = JsonlWriter(pairs_path, resume=True)
+            b = backends.get(policy_spec, opts)
+            # Pairs of prompts no longer asked for go; the others are kept, not redone.
+            writer.retain(pair_id(p, b.spec, smp) for p in prompts)
             t0 = time.perf_counter()
-            _, tokens = sample_pairs(
-                prompts, backends.get(policy_spec, opts), smp, writer, chunk_size=cfg.chunk_size
-            )
+            _, tokens = sample_pairs(prompts, b, smp, writer, chunk_size=cfg.chunk_size)
             timings["pairs_s"] = round(time.perf_counter() - t0, 3)
             timings["pairs_tokens"] = tokens
             return len(writer.done)
 
-        p_hash = stable_id(
-            policy, smp.model_dump(mode="json"), [p.model_dump(mode="json") for p in prompts]
+        run.run_stage(
+            f"{prefix}pairs",
+            stable_id(policy, smp.model_dump(mode="json")),
+            [f"{prefix}{PAIRS}"],
+            run_pairs,
+            records_hash=stable_id([p.model_dump(mode="json") for p in prompts]),
+            per_record=True,
         )
-        run.run_stage(f"{prefix}pairs", p_hash, [f"{prefix}{PAIRS}"], run_pairs)
         pair_rows = read_jsonl(pairs_path, PairRecord) if pairs_path.exists() else []
     else:
         pair_rows = list(pairs)
@@ -133,6 +139,7 @@ def label_stage(
         )
         writer = JsonlWriter(prefs_path, resume=True)
         sha = localized.compute_sha256()  # label_pairs ids rows by the constitution it gets
+        writer.retain(preference_id(p.id, labeler, cfg, sha) for p in pair_rows)
         todo = [p for p in pair_rows if preference_id(p.id, labeler, cfg, sha) not in writer.done]
         with _progress(len(pair_rows), len(pair_rows) - len(todo), progress) as bar:
             for start in range(0, len(todo), cfg.chunk_size):
@@ -148,9 +155,15 @@ def label_stage(
         fb_opts,
         cfg.model_dump(mode="json", exclude={"chunk_size"}),
         constitution.compute_sha256(),
-        [p.id for p in pair_rows],
     )
-    run.run_stage(f"{prefix}label", l_hash, [f"{prefix}{PREFS}"], run_labels)
+    run.run_stage(
+        f"{prefix}label",
+        l_hash,
+        [f"{prefix}{PREFS}"],
+        run_labels,
+        records_hash=stable_id([p.id for p in pair_rows]),
+        per_record=True,
+    )
     records = read_jsonl(prefs_path, PreferenceRecord) if prefs_path.exists() else []
     wanted = {p.id for p in pair_rows}
     records = [r for r in records if r.pair_id in wanted]
@@ -173,8 +186,8 @@ def label_stage(
     summary.update(
         timings=this_run,
         queries_per_s=this_run.get("queries_per_s"),
-        feedback=feedback,
-        policy=policy,
+        feedback=redact_spec(feedback),
+        policy=None if policy is None else redact_spec(policy),
         labeler=records[0].labeler.model_dump(mode="json") if records else None,
         config=cfg.model_dump(mode="json"),
         constitution=constitution.name,

@@ -11,6 +11,7 @@ from charter.constitution.load import dump_constitution
 from charter.constitution.schema import Constitution
 from charter.jsonl import read_jsonl
 from charter.records import GenerationRecord, Message, PromptRecord, Sampling, SFTRecord, stable_id
+from charter.redact import redact_spec
 from charter.runs import JsonlWriter, RunFolder, atomic_write_text
 from charter.sl.checks import check_revision
 from charter.sl.stage import (
@@ -24,6 +25,7 @@ from charter.sl.stage import (
     SLSample,
     critique_and_revise,
     draw_principles,
+    sample_id,
     sft_rows,
     summarize,
 )
@@ -81,7 +83,7 @@ def sl_stage(
     answered by the policy and mixed into the SFT set at `cfg.helpful_ratio`. `prefix` places
     the outputs in a subfolder (`sl/` inside `charter run`).
     """
-    from charter.generate import generate_answers
+    from charter.generate import generate_answers, generation_id
 
     folder = run.path / prefix if prefix else run.path
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,12 +102,25 @@ def sl_stage(
 
     def run_sl() -> SLRunStats:
         writer = JsonlWriter(samples_path, resume=True)
-        return critique_and_revise(
-            prompts, backend.get(), localized, cfg, sampling, writer, progress=progress
-        )
+        b = backend.get()
+        sha = localized.compute_sha256()
+        # Samples of prompts no longer asked for go; the others are kept and not redone.
+        writer.retain(sample_id(p, sha, b.spec, cfg, sampling) for p in prompts)
+        return critique_and_revise(prompts, b, localized, cfg, sampling, writer, progress=progress)
 
-    sl_hash = stable_id(base, [p.model_dump(mode="json") for p in prompts], length=64)
-    stats = run.run_stage(f"{prefix}sl", sl_hash, [f"{prefix}{SAMPLES}"], run_sl, _count) or stats
+    records = stable_id([p.model_dump(mode="json") for p in prompts], length=64)
+    stats = (
+        run.run_stage(
+            f"{prefix}sl",
+            base,
+            [f"{prefix}{SAMPLES}"],
+            run_sl,
+            _count,
+            records_hash=records,
+            per_record=True,
+        )
+        or stats
+    )
     samples = read_jsonl(samples_path, SLSample) if samples_path.exists() else []
     rows = sft_rows(samples)
 
@@ -117,12 +132,22 @@ def sl_stage(
 
         def run_helpful() -> Any:
             writer = JsonlWriter(helpful_path, resume=True)
+            b = backend.get()
+            writer.retain(generation_id(p, b.spec, sampling) for p in chosen)
             return generate_answers(
-                chosen, backend.get(), sampling, writer, batch_size=batch_size, progress=progress
+                chosen, b, sampling, writer, batch_size=batch_size, progress=progress
             )
 
-        h_hash = stable_id(base, [p.model_dump(mode="json") for p in chosen], length=64)
-        run.run_stage(f"{prefix}sl-helpful", h_hash, [f"{prefix}{HELPFUL}"], run_helpful, _count)
+        h_records = stable_id([p.model_dump(mode="json") for p in chosen], length=64)
+        run.run_stage(
+            f"{prefix}sl-helpful",
+            base,
+            [f"{prefix}{HELPFUL}"],
+            run_helpful,
+            _count,
+            records_hash=h_records,
+            per_record=True,
+        )
         for g in read_jsonl(helpful_path, GenerationRecord):
             if g.completion.strip():
                 helpful_rows.append(
@@ -149,7 +174,7 @@ def sl_stage(
         rounds=cfg.rounds,
         constitution=constitution.name,
         constitution_sha256=constitution.compute_sha256(),
-        backend=backend_spec,
+        backend=redact_spec(backend_spec),
     )
     atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return summary
