@@ -65,7 +65,7 @@ def test_soft_loss_needs_p_chosen_on_every_row(tmp_path: Path) -> None:
         ('{"prompt": [}\n', "line 1: invalid JSON"),
         (json.dumps(pref(1.5)) + "\n", "line 1: field `p_chosen`"),
         (json.dumps({**pref(), "chosen": [U]}) + "\n", "`chosen` must hold assistant messages"),
-        (json.dumps({"prompt": [U], "chosen": [A]}) + "\n", "field `rejected`: Field required"),
+        (json.dumps({"prompt": [U], "chosen": [A]}) + "\n", "field `rejected`: required"),
     ],
 )
 def test_bad_preference_files(tmp_path: Path, content: str, needle: str) -> None:
@@ -92,8 +92,8 @@ def test_bad_sft_files(tmp_path: Path) -> None:
 def test_out_folder_is_not_mixed_silently(tmp_path: Path) -> None:
     out = tmp_path / "out"
     prepare_out(out, resume=False, overwrite=False)
-    (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
-    (out / "checkpoints" / "checkpoint-10").mkdir()
+    write_checkpoint(out / "checkpoints" / "checkpoint-2", 2)
+    write_checkpoint(out / "checkpoints" / "checkpoint-10", 10)
     with pytest.raises(RunFolderError, match="--resume"):
         prepare_out(out, resume=False, overwrite=False)
     prepare_out(out, resume=True, overwrite=False)
@@ -102,6 +102,52 @@ def test_out_folder_is_not_mixed_silently(tmp_path: Path) -> None:
     )  # numeric, not string order
     prepare_out(out, resume=False, overwrite=True)
     assert last_checkpoint(out) is None
+
+
+def write_checkpoint(folder: Path, step: int) -> None:
+    """What the Trainer saves, in miniature: weights, optimizer state, trainer state."""
+    import numpy as np
+    import torch
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True)
+    save_file({"w": np.zeros((64, 64), dtype=np.float32)}, str(folder / "model.safetensors"))
+    torch.save({"state": {0: torch.zeros(256)}}, folder / "optimizer.pt")
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+
+
+def truncate(file: Path, keep: float) -> None:
+    data = file.read_bytes()
+    file.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["no trainer_state.json", "trainer_state", "weights header", "weights data", "optimizer"],
+)
+def test_resume_passes_over_a_checkpoint_killed_mid_save(
+    tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A kill while saving checkpoint-10 leaves it partial: resume from checkpoint-5 instead."""
+    out = tmp_path / "out"
+    write_checkpoint(out / "checkpoints" / "checkpoint-5", 5)
+    newest = out / "checkpoints" / "checkpoint-10"
+    write_checkpoint(newest, 10)
+    assert last_checkpoint(out) == newest
+    if damage == "no trainer_state.json":
+        (newest / "trainer_state.json").unlink()
+    elif damage == "trainer_state":
+        truncate(newest / "trainer_state.json", 0.5)
+    elif damage == "weights header":
+        truncate(newest / "model.safetensors", 0.0005)
+    elif damage == "weights data":
+        truncate(newest / "model.safetensors", 0.9)
+    else:
+        truncate(newest / "optimizer.pt", 0.9)
+    assert last_checkpoint(out) == out / "checkpoints" / "checkpoint-5"
+    assert "skipping incomplete checkpoint" in capsys.readouterr().err
+    (out / "checkpoints" / "checkpoint-5" / "model.safetensors").unlink()
+    assert last_checkpoint(out) is None  # nothing whole: start from step 0
 
 
 def test_cli_fails_before_any_model_loads(tmp_path: Path) -> None:

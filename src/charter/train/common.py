@@ -7,7 +7,11 @@ Everything here is cheap: a bad spec or a bad folder fails before torch is impor
 
 from __future__ import annotations
 
+import json
 import shutil
+import struct
+import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,16 +130,85 @@ def prepare_out(out: Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def last_checkpoint(out: Path) -> Path | None:
-    """The newest `checkpoint-N` folder under OUT/checkpoints, if any."""
+    """The newest *complete* `checkpoint-N` folder under OUT/checkpoints, if any.
+
+    A process killed while saving leaves a `checkpoint-N` without `trainer_state.json` or with a
+    truncated weights or optimizer file, and resuming from it fails; such folders are passed over
+    (with a warning) for the newest one that `checkpoint_problem` finds whole.
+    """
     folder = out / CHECKPOINTS
     if not folder.is_dir():
         return None
-    found = [
-        (int(p.name.split("-")[1]), p)
-        for p in folder.iterdir()
-        if p.is_dir() and p.name.startswith("checkpoint-") and p.name.split("-")[1].isdigit()
+    found = sorted(
+        (
+            (int(p.name.split("-")[1]), p)
+            for p in folder.iterdir()
+            if p.is_dir() and p.name.startswith("checkpoint-") and p.name.split("-")[1].isdigit()
+        ),
+        reverse=True,
+    )
+    for _, path in found:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        print(f"charter: skipping incomplete checkpoint {path}: {problem}", file=sys.stderr)
+    return None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint folder PATH cannot be resumed from (None: it looks whole).
+
+    Checks what a kill mid-save breaks, without loading anything: `trainer_state.json` parses
+    and names its step; there is a weights file; every safetensors file is as long as its header
+    says; every torch pickle (`optimizer.pt`, `scheduler.pt`, `rng_state.pth`, ...) is a whole
+    zip archive (torch's format since 1.6: a truncated one has no central directory).
+    """
+    state = path / "trainer_state.json"
+    try:
+        data = json.loads(state.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no trainer_state.json"
+    except (OSError, ValueError) as e:
+        return f"trainer_state.json does not parse ({e})"
+    if not isinstance(data, dict) or not isinstance(data.get("global_step"), int):
+        return "trainer_state.json names no global_step"
+    weights = [*path.glob("*.safetensors"), *path.glob("pytorch_model*.bin")]
+    if not weights:
+        return "no weights file (*.safetensors or pytorch_model.bin)"
+    for file in sorted(path.glob("*.safetensors")):
+        problem = _safetensors_problem(file)
+        if problem:
+            return f"{file.name}: {problem}"
+    for file in sorted([*path.glob("*.pt"), *path.glob("*.pth"), *path.glob("*.bin")]):
+        if not zipfile.is_zipfile(file):
+            return f"{file.name} is not a whole torch archive (truncated?)"
+    return None
+
+
+def _safetensors_problem(file: Path) -> str | None:
+    """A safetensors file is 8 bytes of header length, a JSON header, then the tensors' bytes."""
+    try:
+        size = file.stat().st_size
+        with file.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return "shorter than its header"
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8:
+                return "truncated inside its header"
+            header = json.loads(f.read(n))
+    except (OSError, ValueError) as e:
+        return f"unreadable header ({e})"
+    if not isinstance(header, dict):
+        return "header is not a mapping"
+    ends = [
+        v["data_offsets"][1]
+        for k, v in header.items()
+        if k != "__metadata__" and isinstance(v, dict) and len(v.get("data_offsets", ())) == 2
     ]
-    return max(found)[1] if found else None
+    if 8 + n + max(ends, default=0) > size:
+        return f"truncated: {size} bytes, the header needs {8 + n + max(ends, default=0)}"
+    return None
 
 
 def training_args(options: TrainOptions, *, progress: bool) -> dict[str, Any]:
