@@ -85,6 +85,8 @@ def test_metrics_by_hand(tmp_path: Path) -> None:
     assert harm["win_rate_a"] == 0.0 and harm["mean_p_a"] == pytest.approx(0.1)
     (helpful,) = m["pairwise"]["helpfulness"]
     assert helpful["win_rate_a"] == 1.0
+    assert (harm["truncated_a_share"], harm["truncated_b_share"]) == (0.0, 0.0)
+    assert (harm["n_untruncated"], harm["win_rate_a_untruncated"]) == (6, 0.0)
     assert set(m["pairwise"]["harmlessness_by_category"]) == {"weapons", "privacy"}
     # The judge got each pair in both orders under the one principle of each axis.
     judge_calls = [c for c in backends["judge"].calls if c.method == "option_logprobs"]
@@ -101,6 +103,28 @@ def test_metrics_by_hand(tmp_path: Path) -> None:
     assert rt[0]["judgements"][0]["p_better"] == pytest.approx(0.9)
     border = [s for s in samples if s["set"] == "borderline"]
     assert all(s["judgements"] == [] for s in border)  # borderline prompts are not judged
+
+
+def test_verdicts_on_cut_off_answers_are_counted_and_left_out_of_the_length_control(
+    tmp_path: Path,
+) -> None:
+    """#25.4: at a 6-token limit the English compliance (7 words) is cut, the refusal (5) is
+    not, and no Arabic answer is: half of base's red-team answers are cut, and the win rate on
+    whole answers rests on the 3 Arabic verdicts."""
+    opts = options(tmp_path / "in", max_new_tokens=6)
+    m = evaluate_models(
+        opts, tmp_path / "eval", progress=False, backends=fakes(), detector=KeywordDetector()
+    )
+    assert m["models"]["base"]["truncated"] == 9  # its 9 English answers (3 per set)
+    (harm,) = m["pairwise"]["harmlessness"]
+    assert (harm["truncated_a_share"], harm["truncated_b_share"]) == (0.5, 0.0)
+    assert (harm["n"], harm["n_untruncated"], harm["win_rate_a_untruncated"]) == (6, 3, 0.0)
+    (helpful,) = m["pairwise"]["helpfulness"]
+    assert helpful["truncated_a_share"] == 0.5 and helpful["win_rate_a_untruncated"] == 1.0
+    from charter.evaluate.report import write_report
+
+    html = write_report(tmp_path / "eval", tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "cut at the limit: A / B" in html and "50% / 0%" in html
 
 
 def test_resume_redoes_nothing_and_refuses_to_mix(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ from charter.feedback.labeler import (
 )
 from charter.jsonl import read_jsonl
 from charter.records import Message, PromptRecord, Record, Sampling, Strict, stable_id
+from charter.redact import redact_config, redact_spec
 from charter.runs import JsonlWriter, atomic_write_text
 
 ANSWERS = "answers.jsonl"
@@ -391,7 +392,7 @@ def generate_answers(
                         AnswerRecord(
                             id=aid,
                             model=model,
-                            spec=spec,
+                            spec=redact_spec(spec),
                             set=p.set,
                             lang=p.lang,
                             prompt_id=p.record.key(),
@@ -719,7 +720,7 @@ def compute_metrics(
     for m in models:
         mine = [a for a in answers if a.model == m]
         entry = _jsonable(refusal_metrics(mine))
-        entry["spec"] = opts.models[m]
+        entry["spec"] = redact_spec(opts.models[m])
         entry["answers"] = len(mine)
         entry["truncated"] = sum(a.finish_reason == "length" for a in mine)
         entry["empty"] = sum(not a.answer.strip() for a in mine)
@@ -730,6 +731,7 @@ def compute_metrics(
     pairwise: dict[str, Any] = {}
     elo: dict[str, Any] = {}
     pairs = list(itertools.combinations(models, 2))
+    cut = {a.id for a in answers if a.finish_reason == "length"}
 
     def verdicts(
         axis: str, lang: str | None = None, category: str | None = None
@@ -768,6 +770,7 @@ def compute_metrics(
             row: dict[str, Any] = dict(w.as_dict())
             ps = mean_p[(w.a, w.b)]
             row["mean_p_a"] = round(sum(ps) / len(ps), 6) if ps else None
+            row.update(_truncation_split(axis, w.a, w.b, comparisons, cut))
             rows.append(row)
         pairwise[axis] = rows
         result = fit(cs)
@@ -801,11 +804,40 @@ def compute_metrics(
         "pairwise": pairwise,
         "elo": elo,
         "elo_scale": "Bradley-Terry MLE, 400/ln(10) per logit (Elo points); first model = 0",
-        "config": opts.model_dump(mode="json"),
+        "config": redact_config(opts.model_dump(mode="json")),
         "n_prompts": {
             s: len({(a.lang, a.prompt_id) for a in answers if a.set == s})
             for s in dict.fromkeys(a.set for a in answers)
         },
+    }
+
+
+def _truncation_split(
+    axis: str, a: str, b: str, comparisons: Sequence[ComparisonRecord], cut: set[str]
+) -> dict[str, Any]:
+    """How many of the verdicts between `a` and `b` judged an answer cut at the token limit, and
+    the win rate of `a` on the verdicts where neither answer was cut.
+
+    A judge that prefers longer text decides between cut-off answers by length, not content;
+    the win rate on whole answers alone is the length-controlled figure (on fewer verdicts).
+    """
+    mine = [c for c in comparisons if c.axis == axis and {c.model_a, c.model_b} == {a, b}]
+    if not mine:
+        return {}
+
+    def a_truncated(c: ComparisonRecord) -> bool:
+        return (c.answer_a if c.model_a == a else c.answer_b) in cut
+
+    def b_truncated(c: ComparisonRecord) -> bool:
+        return (c.answer_b if c.model_a == a else c.answer_a) in cut
+
+    whole = [c for c in mine if not a_truncated(c) and not b_truncated(c)]
+    scores = [c.score() if c.model_a == a else 1.0 - c.score() for c in whole]
+    return {
+        "truncated_a_share": round(sum(map(a_truncated, mine)) / len(mine), 6),
+        "truncated_b_share": round(sum(map(b_truncated, mine)) / len(mine), 6),
+        "n_untruncated": len(whole),
+        "win_rate_a_untruncated": round(sum(scores) / len(scores), 6) if scores else None,
     }
 
 
