@@ -96,6 +96,28 @@ constitutions = st.fixed_dictionaries(
     },
 )
 
+# Constitutions that should load, so that the success path (hash, export, reload) is tested as
+# often as the error paths: the mixed strategy above almost never draws one.
+principle_required: dict[str, st.SearchStrategy[Any]] = {
+    "id": st.sampled_from(["a", "b", "harm-1"]),
+    "critique": good_text,
+    "revision": good_text,
+    "comparison": good_text,
+}
+principle_optional: dict[str, st.SearchStrategy[Any]] = {
+    "sources": st.lists(st.fixed_dictionaries({"kind": st.just("custom")}), max_size=1)
+}
+valid_principle = st.fixed_dictionaries(principle_required, optional=principle_optional)
+valid_required: dict[str, st.SearchStrategy[Any]] = {
+    "name": st.sampled_from(["t", "ن"]),
+    "principles": st.lists(valid_principle, min_size=1, max_size=3, unique_by=lambda p: p["id"]),
+}
+valid_optional: dict[str, st.SearchStrategy[Any]] = {
+    "version": st.just("1"),
+    "description": good_text,
+}
+valid_constitutions = st.fixed_dictionaries(valid_required, optional=valid_optional)
+
 # Syntax that no dumper writes: spliced into generated files at random places.
 SPLICES = [
     "&a ",
@@ -123,7 +145,7 @@ SPLICES = [
 @st.composite
 def files(draw: st.DrawFn) -> tuple[bytes, Any]:
     """(file content, the Python value it was written from, or None for spliced text)."""
-    data: Any = draw(st.one_of(constitutions, constitutions, yaml_values))
+    data: Any = draw(st.one_of(valid_constitutions, constitutions, constitutions, yaml_values))
     if draw(st.booleans()):
         try:
             text = json.dumps(data, ensure_ascii=draw(st.booleans()))

@@ -29,7 +29,7 @@ def pairs() -> list[PairRecord]:
 
 
 def test_openai_feedback_model_labels_like_the_model_behind_it(tiny_model_dir: Path) -> None:
-    tiny = load_backend(f"hf:{tiny_model_dir}", batch_size=4)
+    tiny = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=4)
     assert isinstance(tiny, HFBackend)
     const = load_constitution("udhr").localized("en")
     cfg = LabelConfig(principles_per_pair=2, few_shot=1)

@@ -19,7 +19,7 @@ from openai_server import FakeOpenAI, serve
 
 
 def test_openai_backend_as_judge_and_debater(tiny_model_dir: Path) -> None:
-    tiny = load_backend(f"hf:{tiny_model_dir}", batch_size=8)
+    tiny = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=8)
     assert isinstance(tiny, HFBackend)
     vocab = len(tiny.tokenizer)
     server = FakeOpenAI(backend=tiny)

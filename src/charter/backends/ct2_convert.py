@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,11 @@ def ensure_converted(source: Path, compute_type: str) -> tuple[Path, bool]:
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         started = time.perf_counter()
+        print(
+            f"charter: converting {source} for CTranslate2 ({STORAGE[compute_type]} weights), "
+            f"once, into {target}",
+            file=sys.stderr,
+        )
         try:
             _convert(source, tmp, STORAGE[compute_type])
             (tmp / MARK).write_text(
