@@ -209,3 +209,20 @@ def test_bad_input_is_one_paragraph_and_leaves_nothing(
     )  # fmt: skip
     assert r.returncode == 2, r.stderr
     assert "cannot convert" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_torch_keeps_its_threads_after_ct2_ran(tiny_model_dir: Path, home: Path) -> None:
+    """CTranslate2 set the OpenMP thread count torch reads to its own (1 per worker): torch
+    generation after a ct2 call then ran on half the cores. The backend gives it back."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        backend = load_backend(f"ct2:{tiny_model_dir}", compute_type="float32", workers=2)
+        backend.generate(CHATS, Sampling(max_new_tokens=4, temperature=0.0))
+        assert torch.get_num_threads() == 2
+        backend.option_logprobs([OptionQuery(prompt="pick (", options=["A", "B"])])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -22,10 +22,12 @@ sub-batches reach the workers in the same order (always with `workers=1`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,25 @@ def partition(
         batches.append(order[cut[j] : j])
         j = cut[j]
     return batches[::-1]
+
+
+@contextlib.contextmanager
+def keep_torch_threads() -> Iterator[None]:
+    """Give torch back its thread count after CTranslate2 ran.
+
+    CTranslate2 sets the OpenMP thread count of the thread that submits work to its own
+    `intra_threads` (1 per worker on 2 cores), and torch in the same process reads that count:
+    measured here, torch fp32 generation after a ct2 call ran on 1 thread instead of 2, at 66
+    instead of ~170 tokens/s. A stage that trains (torch) and evaluates (ct2) in one process
+    must not slow either down, so the count torch had before is restored.
+    """
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None and before is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 @dataclass
@@ -303,6 +324,12 @@ class CT2Backend(ChatTokens):
 
     # -- generation ----------------------------------------------------------------------------
     def generate(self, requests: Sequence[Sequence[Message]], params: Sampling) -> list[Completion]:
+        with keep_torch_threads():
+            return self._generate(requests, params)
+
+    def _generate(
+        self, requests: Sequence[Sequence[Message]], params: Sampling
+    ) -> list[Completion]:
         if not requests:
             return []
         encoded = [self.encode_chat(chat) for chat in requests]
@@ -332,6 +359,10 @@ class CT2Backend(ChatTokens):
 
     # -- option scoring ------------------------------------------------------------------------
     def option_logprobs(self, requests: Sequence[OptionQuery]) -> list[dict[str, float]]:
+        with keep_torch_threads():
+            return self._option_logprobs(requests)
+
+    def _option_logprobs(self, requests: Sequence[OptionQuery]) -> list[dict[str, float]]:
         import numpy as np
 
         # As in the torch backend: a query whose options are all one token long needs one row,
