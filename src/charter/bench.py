@@ -69,6 +69,19 @@ def torch_twin(backend_spec: str) -> str:
     return backend_spec
 
 
+def engine_under_test(backend_spec: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The options the benchmarks measure charter with: CTranslate2 for the embedded model and
+    local `hf:` folders unless the user names an engine (it is not the default engine yet, see
+    `charter.backends.engine`; the benchmarks measure it against torch fp32)."""
+    options = dict(options or {})
+    local = backend_spec == "embedded" or (
+        backend_spec.startswith("hf:") and Path(backend_spec[3:]).expanduser().is_dir()
+    )
+    if local and "engine" not in options:
+        options["engine"] = "ct2"
+    return options
+
+
 def load_torch_baseline(backend_spec: str, batch_size: int, **options: Any) -> HFBackend:
     """The transformers fp32 backend on the same weights as `backend_spec`."""
     from charter.backends import load_backend
@@ -117,7 +130,8 @@ def bench_generate(
     # (a) charter's generate stage, records written to a scratch folder as in a real run.
     with peak_rss(memory, "charter"):
         backend = load_backend(
-            backend_spec, **{**(backend_options or {}), "batch_size": batch_size}
+            backend_spec,
+            **{**engine_under_test(backend_spec, backend_options), "batch_size": batch_size},
         )
         warm_up(backend, chats, batch_size, max_new_tokens)
         with tempfile.TemporaryDirectory() as tmp:
@@ -319,7 +333,11 @@ def bench_sl(
     sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     forced = sampling.model_copy(update={"min_new_tokens": max_new_tokens})
     memory: dict[str, float] = {}
-    options = {**(backend_options or {}), "batch_size": batch_size, "prefix_cache": prefix_cache}
+    options = {
+        **engine_under_test(backend_spec, backend_options),
+        "batch_size": batch_size,
+        "prefix_cache": prefix_cache,
+    }
     with peak_rss(memory, "load"):
         backend = load_backend(backend_spec, **options)
         baseline = load_torch_baseline(backend_spec, batch_size, prefix_cache=prefix_cache)
@@ -446,7 +464,11 @@ def bench_mc(
         with peak_rss(memory, name):
             if name == "charter":
                 backend: Any = load_backend(
-                    backend_spec, **{**(backend_options or {}), "batch_size": batch_size}
+                    backend_spec,
+                    **{
+                        **engine_under_test(backend_spec, backend_options),
+                        "batch_size": batch_size,
+                    },
                 )
                 engine = describe(backend)
             else:

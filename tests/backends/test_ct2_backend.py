@@ -69,7 +69,9 @@ def test_changed_weights_convert_again(tiny_model_dir: Path, home: Path, tmp_pat
 
 
 def test_engine_choice(tiny_model_dir: Path, home: Path) -> None:
-    assert isinstance(load_backend(f"hf:{tiny_model_dir}"), CT2Backend)  # CPU default
+    # Not the default (int8 changed the embedded model's answers); a ct2 option asks for it.
+    assert isinstance(load_backend(f"hf:{tiny_model_dir}"), HFBackend)
+    assert isinstance(load_backend(f"hf:{tiny_model_dir}", compute_type="float32"), CT2Backend)
     assert isinstance(load_backend(f"hf:{tiny_model_dir}", engine="torch"), HFBackend)
     b = load_backend(f"hf:{tiny_model_dir}", engine="ct2", compute_type="float32", workers=1)
     assert isinstance(b, CT2Backend)
@@ -77,7 +79,7 @@ def test_engine_choice(tiny_model_dir: Path, home: Path) -> None:
     assert info["engine"] == "ct2" and info["compute_type"] == "float32"
     assert info["workers"] == 1 and info["spec"] == f"hf:{tiny_model_dir}"
     with pytest.raises(BackendError, match="engine=torch"):
-        load_backend(f"hf:{tiny_model_dir}", dtype="bfloat16")
+        load_backend(f"hf:{tiny_model_dir}", engine="ct2", dtype="bfloat16")
     with pytest.raises(BackendError, match="engine=ct2"):
         load_backend(f"hf:{tiny_model_dir}", engine="torch", compute_type="int8")
     with pytest.raises(BackendError, match="expected auto, torch or ct2"):
@@ -193,7 +195,7 @@ def test_bad_input_is_one_paragraph_and_leaves_nothing(
     # engine=auto falls back to torch for what CTranslate2 cannot convert.
     from charter.backends.engine import pick_engine
 
-    assert pick_engine("auto", unsupported, {}, "hf:x") == "torch"
+    assert pick_engine("auto", unsupported, {"compute_type": "int8"}, "hf:x") == "torch"
     # A folder whose weights are missing: conversion fails and leaves no partial copy.
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)

@@ -91,6 +91,7 @@ def test_option_logprobs_float32_and_int8_against_torch_fp32(embedded_dir: Path)
     # projection included). These bounds catch a broken int8 path, not that goal.
     print(f"int8 |diff| nats: mean {statistics.fmean(d8):.3f}, max {max(d8):.3f}")
     assert statistics.fmean(d8) <= 0.3 and max(d8) <= 1.0
+
     # What a label is made of, P(A) normalised over the two options, moves less.
     def p_a(x: dict[str, float]) -> float:
         return 1 / (1 + math.exp(x["B"] - x["A"]))
@@ -101,13 +102,13 @@ def test_option_logprobs_float32_and_int8_against_torch_fp32(embedded_dir: Path)
 
 
 def test_a_second_process_finds_the_conversion(embedded_dir: Path, tmp_path: Path) -> None:
-    """`make run` converts once: a second command with the same model converts nothing."""
+    """A model is converted once: a second command with the same model converts nothing."""
     model = tmp_path / "model"
     shutil.copytree(embedded_dir, model)
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"id": "a", "prompt": "Hello?"}\n')
     env = {"CHARTER_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
-    args = ["generate", "--backend", f"hf:{model}", "--prompts", str(prompts),
+    args = ["generate", "--backend", f"ct2:{model}", "--prompts", str(prompts),
             "--max-new-tokens", "4", "--no-progress"]  # fmt: skip
     first = run_cli([*args, "--out", str(tmp_path / "one")], env=env)
     assert first.returncode == 0, first.stderr

@@ -2,7 +2,7 @@
 
 Pairs are sampled first (not timed). Then the stage's path, `label_pairs`, sends every
 (pair × principle × order) question of the pairs to `option_logprobs` in one call, which batches
-them and computes shared prefixes once: (a) on the feedback model's default engine (CTranslate2
+them and computes shared prefixes once: (a) on CTranslate2 (the engine the benchmarks measure;
 int8 on a CPU), (b) on transformers fp32, the engine charter used before, in the same process.
 Both answer the same queries; the largest difference between their probabilities of (A) is
 reported beside the speeds (int8 is not exact: it shows what the speed costs in precision).
@@ -36,12 +36,20 @@ def bench_label(
     from charter.data import load_prompts
 
     check_spec(feedback)
-    from charter.bench import _machine, load_torch_baseline, peak_rss, torch_twin
+    from charter.bench import (
+        _machine,
+        engine_under_test,
+        load_torch_baseline,
+        peak_rss,
+        torch_twin,
+    )
 
     torch_twin(feedback)
     memory: dict[str, float] = {}
     with peak_rss(memory, "load"):
-        backend = load_backend(feedback, defaults={"batch_size": batch_size})
+        backend = load_backend(
+            feedback, defaults={"batch_size": batch_size}, **engine_under_test(feedback, None)
+        )
         baseline = load_torch_baseline(feedback, batch_size)
     policy_backend = backend if policy in (None, feedback) else load_backend(policy)
     const = load_constitution(constitution).localized("en")
