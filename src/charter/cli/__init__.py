@@ -81,7 +81,7 @@ def main() -> None:
         e.show()
         sys.exit(2)
     except click.exceptions.Abort:
-        _fail("charter: interrupted", 130)
+        _fail("charter: interrupted; rerun with --resume to continue", 130)
     except KeyboardInterrupt:
         _fail("charter: interrupted; rerun with --resume to continue", 130)
     except BrokenPipeError:
