@@ -120,7 +120,7 @@ def test_bench_collective_json_and_text() -> None:
     runner = CliRunner()
     args = ["--participants", "400", "--statements", "60", "--density", "0.2"]
     result = runner.invoke(bench_collective, [*args, "--json"], catch_exceptions=False)
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["input"]["participants"] == 400
     assert data["charter_seconds"] > 0
     assert data["reddwarf_seconds"] is not None and data["reddwarf_seconds"] > 0

@@ -61,7 +61,7 @@ def test_bench_label_reports_both_speeds(tiny_model_dir: Path) -> None:
          "--few-shot", "2", "--max-new-tokens", "8", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    r = json.loads(result.output)
+    r = json.loads(result.stdout)
     assert r["queries"] == 3 * 2 * 2
     assert r["stage_queries_per_s"] > 0 and r["torch_queries_per_s"] > 0
     assert r["ratio"] == pytest.approx(r["stage_queries_per_s"] / r["torch_queries_per_s"], 0.01)

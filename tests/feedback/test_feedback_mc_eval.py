@@ -130,7 +130,7 @@ def test_cli_json_and_plot(tmp_path: Path, tiny_model_dir: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    r = json.loads(result.output)
+    r = json.loads(result.stdout)
     assert {"n", "accuracy", "ci_low", "ci_high", "letter_bias", "ece"} <= set(r)
     assert r["n"] == 4 and 0 <= r["ci_low"] <= r["accuracy"] <= r["ci_high"] <= 1
     assert (out / "reliability.png").exists() and (out / "metrics.json").exists()
@@ -146,6 +146,6 @@ def test_embedded_on_a_subset_of_the_hhh_evals(tmp_path: Path) -> None:
         evaluate, ["mc", "--backend", "embedded", "--data", str(subset), "--json", "--no-progress"]
     )
     assert result.exit_code == 0, result.output
-    r = json.loads(result.output)
+    r = json.loads(result.stdout)
     assert r["n"] == 16 and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
     assert -0.5 < r["letter_bias"] < 0.5 and 0 <= r["ece"] <= 1

@@ -517,7 +517,10 @@ def create_app(settings: AssemblySettings | None = None) -> FastAPI:
     async def _invalid(request: Request, e: RequestValidationError) -> Response:
         # FastAPI's own handler echoes the input, and Starlette encodes JSON as UTF-8, which a
         # lone surrogate in that input (`"\ud800"` is valid JSON) cannot be: a 500. ASCII can.
-        return AsciiJSONResponse({"detail": jsonable_encoder(e.errors())}, status_code=422)
+        # A body sent as another content type is echoed as bytes, which `jsonable_encoder`
+        # decodes as strict UTF-8: `b"\x80"` as text/plain was a 500 too.
+        errors = jsonable_encoder(e.errors(), custom_encoder={bytes: _echo_bytes})
+        return AsciiJSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(DatabaseBusy)
     async def _busy(request: Request, e: DatabaseBusy) -> Response:
@@ -537,6 +540,11 @@ def create_app(settings: AssemblySettings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit_for=settings.body_limit)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def _echo_bytes(data: bytes) -> str:
+    """Raw request bytes as text for a validation error: undecodable bytes replaced."""
+    return data.decode("utf-8", "replace")
 
 
 class AsciiJSONResponse(JSONResponse):
