@@ -12,6 +12,7 @@ transformers fp32. Each part reports its peak resident memory.
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 import statistics
@@ -242,7 +243,8 @@ def _peak_rss_mb() -> float:
 
 
 def _machine(backend: Any) -> dict[str, Any]:
-    """Where a benchmark ran: platform, cores, torch threads, device and the model's dtype."""
+    """Where and when a benchmark ran: platform, cores, torch threads, device, the model's dtype
+    and the date (UTC)."""
     import torch
 
     from charter.backends.threads import physical_cores
@@ -257,6 +259,7 @@ def _machine(backend: Any) -> dict[str, Any]:
         "device": getattr(backend, "device", None),
         "dtype": str(model.dtype).removeprefix("torch.") if model is not None else None,
         "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
     }
 
 

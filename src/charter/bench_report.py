@@ -1,0 +1,193 @@
+"""`docs/results.md` from the benchmark JSON files in `docs/bench/`: the figures are measured
+by `charter bench ... --json`, never typed by hand.
+
+Each file is one benchmark's `--json` output; its kind is told by its keys. For every kind the
+table gives the engine measured, the torch fp32 baseline from the same process and run, their
+ratio, and the target issue #17 set for it, with whether it was met.
+
+    python -m charter.bench_report [--bench-dir docs/bench] [--out docs/results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    """One compared figure: the engine under test against torch fp32, same run."""
+
+    what: str
+    engine: str
+    baseline: str
+    ratio: float
+    target: float | None
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return ""
+        return "met" if self.ratio >= self.target else "**not met**"
+
+
+def _engine(r: dict[str, Any]) -> str:
+    return f"{r.get('engine', '?')} {r.get('compute_type') or ''}".strip()
+
+
+def _generate(r: dict[str, Any]) -> list[Row]:
+    """`charter bench generate`: tokens/s of charter's stage, raw fp32 and bf16 `generate`.
+
+    >>> rows = _generate({"engine": "ct2", "compute_type": "int8", "charter_tokens_per_s": 300,
+    ...     "raw_tokens_per_s": 100, "raw_bf16_tokens_per_s": 150, "naive_tokens_per_s": 10})
+    >>> [(row.ratio, row.verdict) for row in rows]
+    [(3.0, 'met'), (2.0, 'met')]
+    """
+    a = r["charter_tokens_per_s"]
+    rows = [
+        Row(
+            "`bench generate`: tokens/s, charter stage vs raw `model.generate` fp32",
+            f"{a:.1f}",
+            f"{r['raw_tokens_per_s']:.1f}",
+            a / r["raw_tokens_per_s"],
+            3.0,
+        )
+    ]
+    if r.get("raw_bf16_tokens_per_s"):
+        rows.append(
+            Row(
+                "`bench generate`: the same vs raw `model.generate` bf16",
+                f"{a:.1f}",
+                f"{r['raw_bf16_tokens_per_s']:.1f}",
+                a / r["raw_bf16_tokens_per_s"],
+                1.8,
+            )
+        )
+    return rows
+
+
+def _sl(r: dict[str, Any]) -> list[Row]:
+    return [
+        Row(
+            f"`bench sl`: SL-CAI stage tokens/s ({r['n']} prompts, {r['rounds']} rounds, "
+            f"{r['max_new_tokens']} new tokens)",
+            f"{r['sl_tokens_per_s']:.1f}",
+            f"{r['torch_sl_tokens_per_s']:.1f}",
+            r["ratio_sl_torch"],
+            2.5,
+        )
+    ]
+
+
+def _label(r: dict[str, Any]) -> list[Row]:
+    return [
+        Row(
+            f"`bench label`: scoring queries/s ({r['pairs']} pairs, "
+            f"{r['principles_per_pair']} principles, {r['few_shot']}-shot)",
+            f"{r['stage_queries_per_s']:.2f}",
+            f"{r['torch_queries_per_s']:.2f}",
+            r["ratio"],
+            2.5,
+        )
+    ]
+
+
+def _mc(r: dict[str, Any]) -> list[Row]:
+    """`charter bench mc`: seconds (lower is better), so the ratio is torch / engine.
+
+    >>> rows = _mc({"engine": "ct2", "n": 4, "swap": True, "charter_seconds": 10.0,
+    ...     "torch_seconds": 5.0, "charter_accuracy": 0.5, "torch_accuracy": 0.5})
+    >>> rows[0].ratio, rows[0].verdict
+    (0.5, '**not met**')
+    """
+    order = ", both orders" if r.get("swap") else ""
+    return [
+        Row(
+            f"`bench mc`: seconds for {r['n']} items{order} (accuracy "
+            f"{r['charter_accuracy']:.3f} vs {r['torch_accuracy']:.3f})",
+            f"{r['charter_seconds']:.1f} s",
+            f"{r['torch_seconds']:.1f} s",
+            r["torch_seconds"] / r["charter_seconds"],
+            3.0,
+        )
+    ]
+
+
+KINDS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "charter_tokens_per_s": _generate,
+    "sl_tokens_per_s": _sl,
+    "stage_queries_per_s": _label,
+    "charter_seconds": _mc,
+}
+
+
+def rows_of(result: dict[str, Any]) -> list[Row]:
+    """The rows of one benchmark's JSON; an unknown kind gives none."""
+    for key, make in KINDS.items():
+        if key in result:
+            return make(result)
+    return []
+
+
+def _machine(result: dict[str, Any]) -> str:
+    m = result.get("machine") or {}
+    where = (
+        (
+            f"{m.get('cpus', '?')} CPUs ({m.get('physical_cores', '?')} physical), "
+            f"torch {m.get('torch', '?')}, {m.get('torch_threads', '?')} torch threads, "
+            f"measured {m.get('date', 'on a date not recorded')}"
+        )
+        if m
+        else "machine not recorded"
+    )
+    memory = result.get("peak_rss_mb") or {}
+    if memory:
+        where += "; peak RSS " + ", ".join(f"{k} {v:.0f} MB" for k, v in memory.items())
+    return where
+
+
+def render(results: dict[str, dict[str, Any]]) -> str:
+    """Markdown for `docs/results.md` from `{file name: benchmark JSON}`."""
+    lines = [
+        "# Measured results",
+        "",
+        "Generated by `python -m charter.bench_report` from the `--json` output of each",
+        "benchmark in `docs/bench/`; do not edit by hand. Every ratio compares the engine",
+        "under test with transformers fp32 measured in the same process and run. Targets are",
+        "issue #17's (ratios: higher is better).",
+        "",
+        "| benchmark | engine | figure | torch fp32 | ratio | target | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for name in sorted(results):
+        result = results[name]
+        for row in rows_of(result):
+            target = "" if row.target is None else f"≥ {row.target:g}"
+            lines.append(
+                f"| {row.what} | {_engine(result)} | {row.engine} | {row.baseline} | "
+                f"{row.ratio:.2f} | {target} | {row.verdict} |"
+            )
+        notes.append(f"- `docs/bench/{name}`: {_machine(result)}.")
+    return "\n".join([*lines, "", "Where each was measured:", "", *notes, ""])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bench-dir", type=Path, default=Path("docs/bench"))
+    parser.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    args = parser.parse_args(argv)
+    results = {
+        p.name: json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted(args.bench_dir.glob("*.json"))
+    }
+    args.out.write_text(render(results), encoding="utf-8")
+    print(f"wrote {args.out} from {len(results)} benchmark files")
+
+
+if __name__ == "__main__":
+    main()

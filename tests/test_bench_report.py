@@ -1,0 +1,60 @@
+"""`docs/results.md` is generated from the benchmark JSON in `docs/bench/`, never edited by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from charter.bench_report import main, render, rows_of
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_results_md_is_what_the_bench_json_renders() -> None:
+    bench = ROOT / "docs" / "bench"
+    results = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in bench.glob("*.json")}
+    assert results, "docs/bench holds no benchmark JSON"
+    assert (ROOT / "docs" / "results.md").read_text(encoding="utf-8") == render(results), (
+        "docs/results.md differs from its bench JSON: run `python -m charter.bench_report`"
+    )
+
+
+def test_every_committed_benchmark_gives_rows_with_its_own_figures() -> None:
+    for path in (ROOT / "docs" / "bench").glob("*.json"):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        rows = rows_of(result)
+        assert rows, f"{path.name}: not a benchmark kind bench_report knows"
+        for row in rows:
+            assert row.ratio > 0 and row.target is not None
+
+
+def test_ratios_and_verdicts_from_a_small_set(tmp_path: Path) -> None:
+    (tmp_path / "bench").mkdir()
+    label = {
+        "engine": "ct2",
+        "compute_type": "int8",
+        "pairs": 2,
+        "principles_per_pair": 2,
+        "few_shot": 0,
+        "stage_queries_per_s": 5.0,
+        "torch_queries_per_s": 2.0,
+        "ratio": 2.5,
+    }
+    sl = {
+        "engine": "ct2",
+        "n": 4,
+        "rounds": 1,
+        "max_new_tokens": 8,
+        "sl_tokens_per_s": 10.0,
+        "torch_sl_tokens_per_s": 20.0,
+        "ratio_sl_torch": 0.5,
+        "machine": {"date": "2026-12-06"},
+    }
+    (tmp_path / "bench" / "label.json").write_text(json.dumps(label))
+    (tmp_path / "bench" / "sl.json").write_text(json.dumps(sl))
+    (tmp_path / "bench" / "other.json").write_text(json.dumps({"x": 1}))
+    main(["--bench-dir", str(tmp_path / "bench"), "--out", str(tmp_path / "results.md")])
+    text = (tmp_path / "results.md").read_text(encoding="utf-8")
+    assert "| 5.00 | 2.00 | 2.50 | ≥ 2.5 | met |" in text
+    assert "| 10.0 | 20.0 | 0.50 | ≥ 2.5 | **not met** |" in text
+    assert "measured 2026-12-06" in text and "`docs/bench/label.json`: machine not recorded" in text
