@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from charter.backends import load_backend
-from charter.backends.ct2 import CT2Backend, partition
+from charter.backends.ct2 import CT2Backend, partition, score_batches
 from charter.backends.hf import HFBackend
 from charter.errors import BackendError
 from charter.records import Message, OptionQuery, Sampling
@@ -158,6 +158,38 @@ def test_option_logprobs_match_torch(tiny_model_dir: Path, home: Path) -> None:
     for g, w in zip(got, want, strict=True):
         for option in w:
             assert g[option] == pytest.approx(w[option], abs=1e-3)
+
+
+def test_multi_token_options_score_the_same_in_any_batches(
+    tiny_model_dir: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows scored as context + option are cut into batches by padded positions; the cut
+    changes no score (each against torch, and one row per batch against sixteen)."""
+    queries = [
+        OptionQuery(prompt="word " * n + "The answer is:", options=[" (A)", " (B) and more"])
+        for n in (1, 3, 40, 41, 90, 7, 2)
+    ]
+    want = load_backend(f"hf:{tiny_model_dir}", engine="torch").option_logprobs(queries)
+    scores = []
+    for positions in (1, 512, 10**6):
+        monkeypatch.setattr(CT2Backend, "score_positions", positions)
+        b = load_backend(f"ct2:{tiny_model_dir}", compute_type="float32", batch_size=16)
+        scores.append(b.option_logprobs(queries))
+    for got in scores:
+        for g, w in zip(got, want, strict=True):
+            assert g == pytest.approx(w, abs=1e-3)
+    for one, many in zip(scores[0], scores[2], strict=True):
+        assert one == pytest.approx(many, abs=1e-4)
+
+
+def test_score_batches_cap_rows_and_padded_positions() -> None:
+    assert score_batches([], 16, 512) == []
+    assert score_batches([10] * 5, 16, 512) == [[0, 1, 2, 3, 4]]
+    assert score_batches([10] * 5, 2, 512) == [[0, 1], [2, 3], [4]]
+    # rows x longest row stays within the cap; a row longer than the cap goes alone
+    assert score_batches([100, 200, 300, 2000], 16, 512) == [[0, 1], [2], [3]]
+    for batch in score_batches(list(range(1, 300, 7)), 16, 512):
+        assert len(batch) == 1 or len(batch) * (max(batch) * 7 + 1) <= 512
 
 
 def test_partition_weighs_padding_steps_against_batching() -> None:
