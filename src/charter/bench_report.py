@@ -26,17 +26,20 @@ class Row:
     engine: str
     baseline: str
     ratio: float
-    target: float | None
+    target: float
 
     @property
     def verdict(self) -> str:
-        if self.target is None:
-            return ""
         return "met" if self.ratio >= self.target else "**not met**"
 
 
 def _engine(r: dict[str, Any]) -> str:
     return f"{r.get('engine', '?')} {r.get('compute_type') or ''}".strip()
+
+
+def _faster(what: str, engine: float, baseline: float, target: float, digits: int = 1) -> Row:
+    """A rate (tokens/s, queries/s: higher is better) against the baseline's."""
+    return Row(what, f"{engine:.{digits}f}", f"{baseline:.{digits}f}", engine / baseline, target)
 
 
 def _generate(r: dict[str, Any]) -> list[Row]:
@@ -48,52 +51,28 @@ def _generate(r: dict[str, Any]) -> list[Row]:
     [(3.0, 'met'), (2.0, 'met')]
     """
     a = r["charter_tokens_per_s"]
-    rows = [
-        Row(
-            "`bench generate`: tokens/s, charter stage vs raw `model.generate` fp32",
-            f"{a:.1f}",
-            f"{r['raw_tokens_per_s']:.1f}",
-            a / r["raw_tokens_per_s"],
-            3.0,
-        )
-    ]
+    what = "`bench generate`: tokens/s, charter stage vs raw `model.generate` fp32"
+    rows = [_faster(what, a, r["raw_tokens_per_s"], 3.0)]
     if r.get("raw_bf16_tokens_per_s"):
-        rows.append(
-            Row(
-                "`bench generate`: the same vs raw `model.generate` bf16",
-                f"{a:.1f}",
-                f"{r['raw_bf16_tokens_per_s']:.1f}",
-                a / r["raw_bf16_tokens_per_s"],
-                1.8,
-            )
-        )
+        what = "`bench generate`: the same vs raw `model.generate` bf16"
+        rows.append(_faster(what, a, r["raw_bf16_tokens_per_s"], 1.8))
     return rows
 
 
 def _sl(r: dict[str, Any]) -> list[Row]:
-    return [
-        Row(
-            f"`bench sl`: SL-CAI stage tokens/s ({r['n']} prompts, {r['rounds']} rounds, "
-            f"{r['max_new_tokens']} new tokens)",
-            f"{r['sl_tokens_per_s']:.1f}",
-            f"{r['torch_sl_tokens_per_s']:.1f}",
-            r["ratio_sl_torch"],
-            2.5,
-        )
-    ]
+    what = (
+        f"`bench sl`: SL-CAI stage tokens/s ({r['n']} prompts, {r['rounds']} rounds, "
+        f"{r['max_new_tokens']} new tokens)"
+    )
+    return [_faster(what, r["sl_tokens_per_s"], r["torch_sl_tokens_per_s"], 2.5)]
 
 
 def _label(r: dict[str, Any]) -> list[Row]:
-    return [
-        Row(
-            f"`bench label`: scoring queries/s ({r['pairs']} pairs, "
-            f"{r['principles_per_pair']} principles, {r['few_shot']}-shot)",
-            f"{r['stage_queries_per_s']:.2f}",
-            f"{r['torch_queries_per_s']:.2f}",
-            r["ratio"],
-            2.5,
-        )
-    ]
+    what = (
+        f"`bench label`: scoring queries/s ({r['pairs']} pairs, "
+        f"{r['principles_per_pair']} principles, {r['few_shot']}-shot)"
+    )
+    return [_faster(what, r["stage_queries_per_s"], r["torch_queries_per_s"], 2.5, digits=2)]
 
 
 def _mc(r: dict[str, Any]) -> list[Row]:
@@ -167,10 +146,9 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     for name in sorted(results):
         result = results[name]
         for row in rows_of(result):
-            target = "" if row.target is None else f"≥ {row.target:g}"
             lines.append(
                 f"| {row.what} | {_engine(result)} | {row.engine} | {row.baseline} | "
-                f"{row.ratio:.2f} | {target} | {row.verdict} |"
+                f"{row.ratio:.2f} | ≥ {row.target:g} | {row.verdict} |"
             )
         notes.append(f"- `docs/bench/{name}`: {_machine(result)}.")
     return "\n".join([*lines, "", "Where each was measured:", "", *notes, ""])

@@ -434,12 +434,12 @@ def score_batches(lengths: Sequence[int], max_rows: int, max_positions: int) -> 
     current: list[int] = []
     longest = 0
     for i, n in enumerate(lengths):
-        wider = max(longest, n)
-        if current and (len(current) >= max_rows or (len(current) + 1) * wider > max_positions):
+        wider = (len(current) + 1) * max(longest, n)
+        if current and (len(current) >= max_rows or wider > max_positions):
             batches.append(current)
-            current, wider = [], n
+            current, longest = [], 0
         current.append(i)
-        longest = wider
+        longest = max(longest, n)
     if current:
         batches.append(current)
     return batches
