@@ -22,7 +22,6 @@ written atomically at the end. `report.py` turns the folder into `report.html`.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
 import time
@@ -35,6 +34,7 @@ from typing import Any, Literal, Protocol
 from pydantic import Field, field_validator, model_validator
 
 from charter.backends.base import Backend
+from charter.backends.pool import BackendPool
 from charter.constitution.schema import Constitution
 from charter.errors import CharterError, ConfigError
 from charter.evaluate import stats
@@ -303,35 +303,6 @@ def answer_id(opts: EvalOptions, model: str, p: EvalPrompt) -> str:
         [m.model_dump() for m in p.record.chat()],
         opts.sampling().model_dump(mode="json"),
     )
-
-
-class BackendPool:
-    """Loads each backend once per (spec, options). Backends handed in, keyed by model name
-    (or `judge`) or by spec, are used instead of loading and are never freed."""
-
-    def __init__(self, batch_size: int, given: Mapping[str, Backend] | None = None) -> None:
-        self.batch_size = batch_size
-        self.given = dict(given or {})
-        self._loaded: dict[str, Backend] = {}
-
-    def get(self, spec: str, options: dict[str, Any], name: str | None = None) -> Backend:
-        if name is not None and name in self.given:
-            return self.given[name]
-        if spec in self.given and not options:
-            return self.given[spec]
-        key = stable_id(spec, options)
-        if key not in self._loaded:
-            from charter.backends import load_backend
-
-            self._loaded[key] = load_backend(
-                spec, defaults={"batch_size": self.batch_size}, **options
-            )
-        return self._loaded[key]
-
-    def release(self, spec: str, options: dict[str, Any]) -> None:
-        """Free a loaded model (one policy at a time keeps memory flat)."""
-        if self._loaded.pop(stable_id(spec, options), None) is not None:
-            gc.collect()
 
 
 @dataclass
