@@ -119,7 +119,7 @@ import sys, time, tempfile
 from pathlib import Path
 import torch
 from charter.backends import load_backend
-from charter.bench import _RecordingBackend
+from charter.bench.sl import _RecordingBackend
 from charter.constitution.load import load_constitution
 from charter.data import load_prompts
 from charter.records import OptionQuery, Sampling

@@ -22,7 +22,7 @@ if str(TESTS) not in sys.path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight Llama with a byte-level tokenizer (built offline in ~0.1 s)."""
-    from charter.models import make_tiny_random_model
+    from charter.backends.gguf_convert import make_tiny_random_model
 
     return make_tiny_random_model(tmp_path_factory.mktemp("tiny-model"))
 
@@ -30,7 +30,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def embedded_dir() -> Path:
     """The real embedded model, converted once into the user cache (shared across runs)."""
-    from charter.models import ensure_embedded_model
+    from charter.backends.gguf_convert import ensure_embedded_model
 
     return ensure_embedded_model()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from charter.bench_report import main, render, rows_of
+from charter.bench.report import main, render, rows_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,7 +15,7 @@ def test_results_md_is_what_the_bench_json_renders() -> None:
     results = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in bench.glob("*.json")}
     assert results, "docs/bench holds no benchmark JSON"
     assert (ROOT / "docs" / "results.md").read_text(encoding="utf-8") == render(results), (
-        "docs/results.md differs from its bench JSON: run `python -m charter.bench_report`"
+        "docs/results.md differs from its bench JSON: run `python -m charter.bench.report`"
     )
 
 
@@ -23,7 +23,7 @@ def test_every_committed_benchmark_gives_rows_with_its_own_figures() -> None:
     for path in (ROOT / "docs" / "bench").glob("*.json"):
         result = json.loads(path.read_text(encoding="utf-8"))
         rows = rows_of(result)
-        assert rows, f"{path.name}: not a benchmark kind bench_report knows"
+        assert rows, f"{path.name}: not a benchmark kind charter.bench.report knows"
         for row in rows:
             assert row.ratio > 0 and row.target is not None
 

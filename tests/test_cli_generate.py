@@ -32,7 +32,7 @@ def test_generate_with_fake_backend(tmp_path: Path) -> None:
     r = run_cli(
         [
             "generate",
-            "--backend",
+            "--model",
             "fake",
             "--prompts",
             str(prompts),
@@ -48,10 +48,10 @@ def test_generate_with_fake_backend(tmp_path: Path) -> None:
     assert manifest["stages"]["generate"]["status"] == "complete"
     assert manifest["stages"]["generate"]["records"] == 5
     # Running again without --resume refuses; with it, there is nothing to do.
-    again = run_cli(["generate", "--backend", "fake", "--prompts", str(prompts), "--out", str(out)])
+    again = run_cli(["generate", "--model", "fake", "--prompts", str(prompts), "--out", str(out)])
     assert again.returncode == 2 and "--resume" in again.stderr
     resumed = run_cli(
-        ["generate", "--backend", "fake", "--prompts", str(prompts), "--out", str(out), "--resume"]
+        ["generate", "--model", "fake", "--prompts", str(prompts), "--out", str(out), "--resume"]
     )
     assert resumed.returncode == 0 and "already complete" in resumed.stdout
 
@@ -98,7 +98,7 @@ def test_bad_input_exits_2_with_location_and_no_output(
     prompts = tmp_path / f"{name}.jsonl"
     prompts.write_bytes(content)
     out = tmp_path / "out"
-    r = run_cli(["generate", "--backend", "fake", "--prompts", str(prompts), "--out", str(out)])
+    r = run_cli(["generate", "--model", "fake", "--prompts", str(prompts), "--out", str(out)])
     assert r.returncode == 2
     assert str(prompts) in r.stderr and expected in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
@@ -108,7 +108,7 @@ def test_bad_input_exits_2_with_location_and_no_output(
 def test_unknown_backend_spec(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "p.jsonl", 1)
     r = run_cli(
-        ["generate", "--backend", "gpt9:x", "--prompts", str(prompts), "--out", str(tmp_path / "o")]
+        ["generate", "--model", "gpt9:x", "--prompts", str(prompts), "--out", str(tmp_path / "o")]
     )
     assert r.returncode == 2 and "unknown backend spec 'gpt9:x'" in r.stderr
     assert not (tmp_path / "o").exists()
@@ -127,15 +127,15 @@ def test_unreachable_server_leaves_no_output(tmp_path: Path) -> None:
     r = run_cli(
         [
             "generate",
-            "--backend",
+            "--model",
             f"openai:{url}#m",
             "--prompts",
             str(prompts),
             "--out",
             str(out),
-            "--backend-opt",
+            "--model-opt",
             "max_retries=1",
-            "--backend-opt",
+            "--model-opt",
             "backoff=0.01",
             "--no-progress",
         ]
@@ -153,7 +153,7 @@ def test_sigkill_then_resume_answers_every_prompt_exactly_once(tmp_path: Path) -
     out = tmp_path / "out"
     args = [
         "generate",
-        "--backend",
+        "--model",
         "fake",
         "--prompts",
         str(prompts),
@@ -161,7 +161,7 @@ def test_sigkill_then_resume_answers_every_prompt_exactly_once(tmp_path: Path) -
         str(out),
         "--batch-size",
         "2",
-        "--backend-opt",
+        "--model-opt",
         "delay=0.25",
         "--no-progress",
     ]
@@ -184,7 +184,7 @@ def test_sigkill_then_resume_answers_every_prompt_exactly_once(tmp_path: Path) -
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stages"]["generate"]["status"] == "running"  # killed: never marked complete
 
-    r = run_cli([*args[:-3], "--backend-opt", "delay=0", "--resume", "--no-progress"])
+    r = run_cli([*args[:-3], "--model-opt", "delay=0", "--resume", "--no-progress"])
     assert r.returncode == 0, r.stderr
     records = read_records(target)
     assert len(records) == n

@@ -54,7 +54,7 @@ def test_bench_generate_reports_three_figures(tiny_model_dir: Path) -> None:
         [
             "bench",
             "generate",
-            "--backend",
+            "--model",
             f"hf:{tiny_model_dir}",
             "--n",
             "6",
@@ -83,7 +83,7 @@ def test_bench_generate_reports_three_figures(tiny_model_dir: Path) -> None:
         [
             "bench",
             "generate",
-            "--backend",
+            "--model",
             f"hf:{tiny_model_dir}",
             "--n",
             "2",
@@ -95,7 +95,7 @@ def test_bench_generate_reports_three_figures(tiny_model_dir: Path) -> None:
 
 
 def test_bench_rejects_non_transformers_backend() -> None:
-    r = run_cli(["bench", "generate", "--backend", "fake", "--n", "2"])
+    r = run_cli(["bench", "generate", "--model", "fake", "--n", "2"])
     assert r.returncode == 2 and "needs a local model" in r.stderr
 
 
@@ -104,7 +104,7 @@ def test_bench_sl_reports_both_engines(tiny_model_dir: Path) -> None:
         [
             "bench",
             "sl",
-            "--backend",
+            "--model",
             f"hf:{tiny_model_dir}",
             "--n",
             "3",
@@ -114,7 +114,7 @@ def test_bench_sl_reports_both_engines(tiny_model_dir: Path) -> None:
             "0",
             "--max-new-tokens",
             "4",
-            "--backend-opt",
+            "--model-opt",
             "compute_type=float32",
             "--repeats",
             "2",
@@ -148,7 +148,7 @@ def test_warm_up_leaves_nothing_for_the_timed_call(tiny_model_dir: Path) -> None
     would then skip its prefill)."""
     from charter.backends import load_backend
     from charter.backends.hf import HFBackend
-    from charter.bench import warm_up
+    from charter.bench.baseline import warm_up
     from charter.records import Message, Sampling
 
     b = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=2)

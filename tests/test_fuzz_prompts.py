@@ -89,7 +89,7 @@ def test_generate_with_any_prompts_file_is_typed_and_leaves_nothing_on_failure(
             loads = False
         code, _, err = run_main(
             [
-                *("generate", "--backend", "fake", "--prompts", str(prompts)),
+                *("generate", "--model", "fake", "--prompts", str(prompts)),
                 *("--out", str(out), "--no-progress", "--max-new-tokens", "4"),
             ]
         )

@@ -20,7 +20,7 @@ from conftest import run_cli
 # The fake policy answers instantly (or with a delay per call); training needs real weights, so
 # these runs stop before it; the slow test below runs every stage on the embedded model.
 FAST = [
-    "generation.backend=fake",
+    "generation.model=fake",
     "train.enabled=false",
     "sl.limit=4",
     "label.limit=4",
@@ -42,18 +42,18 @@ def _manifest(root: Path) -> dict[str, dict[str, object]]:
 
 
 def test_roles_and_training_model_are_checked_before_anything_runs(tmp_path: Path) -> None:
-    cfg = load_config("quick", None, ["generation.backend=openai:http://127.0.0.1:9/v1#m"])
+    cfg = load_config("quick", None, ["generation.model=openai:http://127.0.0.1:9/v1#m"])
     with pytest.raises(ConfigError, match=r"train\.model"):
         trainable_model(cfg)
     ok = load_config(
         "quick",
         None,
-        ["generation.backend=openai:http://127.0.0.1:9/v1#m", "train.model=embedded"],
+        ["generation.model=openai:http://127.0.0.1:9/v1#m", "train.model=embedded"],
     )
     assert trainable_model(ok) == "embedded"
     assert ok.role("judge")[0].startswith("openai:")  # judge and feedback default to the policy
     with pytest.raises(CharterError, match=r"unknown backend spec"):
-        check_config(load_config("quick", None, ["judge.backend=nonsense:x"]))
+        check_config(load_config("quick", None, ["judge.model=nonsense:x"]))
     with pytest.raises(ConfigError, match=r"train\.sft\.learning_rate"):
         check_config(load_config("quick", None, ["train.sft.learning_rate=-1"]))
     r = run_cli(["run", "--preset", "quick", "--runs-dir", str(tmp_path), "--judge", "nonsense:x"])
@@ -76,9 +76,9 @@ def test_fake_pipeline_writes_every_stage_and_resumes_without_redoing(tmp_path: 
         "constitution",
         "prompts",
         "generate",
-        "sl/sl",
+        "sl",
         "label/pairs",
-        "label/label",
+        "label",
         "evaluate",
     } <= set(stages)
     assert "harmful compliance" in r.stdout and "evaluate" in r.stdout
@@ -93,7 +93,7 @@ def test_kill_mid_stage_then_resume_finishes_without_redoing_finished_stages(
     tmp_path: Path,
 ) -> None:
     # One prompt per SL chunk, so samples land one by one while the stage is still running.
-    sets = [*FAST, "generation.backend_options.delay=0.4", "generation.batch_size=1"]
+    sets = [*FAST, "generation.model_options.delay=0.4", "generation.batch_size=1"]
     sets += ["sl.chunk_size=1"]
     cmd = [sys.executable, "-m", "charter", "run", "--preset", "quick"]
     cmd += ["--runs-dir", str(tmp_path), "--no-progress", *_sets(sets)]
@@ -104,14 +104,14 @@ def test_kill_mid_stage_then_resume_finishes_without_redoing_finished_stages(
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if (root / "manifest.json").exists():
-            stage = _manifest(root).get("sl/sl", {})
+            stage = _manifest(root).get("sl", {})
             if stage.get("status") == "running" and (root / "sl" / "samples.jsonl").exists():
                 break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = _manifest(root)
-    assert before["sl/sl"]["status"] == "running", before
+    assert before["sl"]["status"] == "running", before
     assert before["generate"]["status"] == "complete"
     r = run_cli(["run", "--resume", "--name", "quick", "--runs-dir", str(tmp_path)], timeout=600)
     assert r.returncode == 0, r.stderr
@@ -134,10 +134,10 @@ def test_changed_option_asks_for_redo_then_redoes_only_that_stage(tmp_path: Path
     assert run_cli([*args, *_sets(FAST)], timeout=600).returncode == 0
     changed = [*args, "--resume", *_sets([*FAST, "label.principles_per_pair=2"])]
     refused = run_cli(changed, timeout=600)
-    assert refused.returncode == 2 and "--redo label/label" in refused.stderr, refused.stderr
-    r = run_cli([*changed, "--redo", "label/label"], timeout=600)
+    assert refused.returncode == 2 and "--redo label" in refused.stderr, refused.stderr
+    r = run_cli([*changed, "--redo", "label"], timeout=600)
     assert r.returncode == 0, r.stderr
-    assert "label/label: redone as asked" in r.stdout
+    assert "label: redone as asked" in r.stdout
     lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
     assert "skipped (complete)" in lines["sl"] and "skipped (complete)" in lines["generate"]
     assert lines["label"].split()[1] == "ran"

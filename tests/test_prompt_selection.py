@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import run_cli
 from test_cli_generate import write_prompts
 
-SL = ["sl", "--backend", "fake", "--constitution", "udhr", "--rounds", "1", "--no-progress"]
+SL = ["sl", "--model", "fake", "--constitution", "udhr", "--rounds", "1", "--no-progress"]
 LABEL = ["label", "--policy", "fake", "--feedback", "fake", "--constitution", "udhr",
          "--principles-per-pair", "1", "--few-shot", "0", "--no-progress"]  # fmt: skip
 
@@ -31,7 +31,7 @@ def test_sl_and_label_use_a_users_file_whole(tmp_path: Path) -> None:
                          "dropped_by_split": 0, "dropped_by_limit": 0, "used": 8}  # fmt: skip
     label = run_cli([*LABEL, "--prompts", str(prompts), "--out", str(tmp_path / "label")])
     assert label.returncode == 0, label.stderr
-    assert lines(tmp_path / "label" / "label" / "prefs.jsonl") == 8
+    assert lines(tmp_path / "label" / "prefs.jsonl") == 8
 
 
 def test_a_split_or_limit_that_drops_prompts_says_so(tmp_path: Path) -> None:
@@ -54,7 +54,7 @@ def test_a_builtin_set_keeps_its_train_split_and_says_so(tmp_path: Path) -> None
     out = tmp_path / "label"
     r = run_cli([*LABEL, "--prompts", "builtin:red-team", "--limit", "3", "--out", str(out)])
     assert r.returncode == 0, r.stderr
-    assert lines(out / "label" / "prefs.jsonl") == 3
+    assert lines(out / "prefs.jsonl") == 3
     assert "not in the train split (the default for a builtin set)" in r.stderr
-    selection = json.loads((out / "label" / "summary.json").read_text())["prompt_selection"]
+    selection = json.loads((out / "summary.json").read_text())["prompt_selection"]
     assert selection["split"] == "train" and selection["used"] == 3

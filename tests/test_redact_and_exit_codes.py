@@ -46,8 +46,8 @@ def test_run_folder_files_never_hold_the_credentials(tmp_path: Path) -> None:
 
 def test_an_unreachable_server_error_does_not_print_the_credentials(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "p.jsonl", 1)
-    r = run_cli(["generate", "--backend", SPEC, "--prompts", str(prompts),
-                 "--out", str(tmp_path / "out"), "--backend-opt", "max_retries=0",
+    r = run_cli(["generate", "--model", SPEC, "--prompts", str(prompts),
+                 "--out", str(tmp_path / "out"), "--model-opt", "max_retries=0",
                  "--no-progress"])  # fmt: skip
     assert r.returncode == 2, r.stderr
     assert "127.0.0.1:9" in r.stderr and not any(s in r.stderr + r.stdout for s in SECRETS)
@@ -57,7 +57,7 @@ def test_exit_codes_input_error_2_failed_check_1(tmp_path: Path) -> None:
     bad = tmp_path / "c.yaml"
     bad.write_text("name: t\nprinciples: []\n")
     assert run_cli(["constitution", "validate", str(bad)]).returncode == 1
-    missing = run_cli(["generate", "--backend", "fake", "--prompts", str(tmp_path / "nope.jsonl"),
+    missing = run_cli(["generate", "--model", "fake", "--prompts", str(tmp_path / "nope.jsonl"),
                        "--out", str(tmp_path / "o")])  # fmt: skip
     assert missing.returncode == 2 and not (tmp_path / "o").exists()
 
@@ -66,8 +66,8 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "p.jsonl", 50)
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "charter", "generate", "--backend", "fake", "--prompts",
-         str(prompts), "--out", str(out), "--batch-size", "1", "--backend-opt", "delay=0.2",
+        [sys.executable, "-m", "charter", "generate", "--model", "fake", "--prompts",
+         str(prompts), "--out", str(out), "--batch-size", "1", "--model-opt", "delay=0.2",
          "--no-progress"],
         env=os.environ.copy(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
     )  # fmt: skip

@@ -76,7 +76,7 @@ def test_overwrite_deletes_only_a_folder_that_holds_a_run(tmp_path: Path) -> Non
     thesis = tmp_path / "thesis"
     thesis.mkdir()
     (thesis / "chapter1.tex").write_text("keep me")
-    gen = ["generate", "--backend", "fake", "--prompts", str(prompts), "--no-progress"]
+    gen = ["generate", "--model", "fake", "--prompts", str(prompts), "--no-progress"]
     r = run_cli([*gen, "--out", str(thesis), "--overwrite"])
     assert r.returncode == 2 and str(thesis) in r.stderr and "not a charter run" in r.stderr, (
         r.stderr
@@ -114,7 +114,7 @@ def test_a_second_process_is_refused_with_the_holders_pid(tmp_path: Path) -> Non
             RunFolder.open(out, {"x": 1}, resume=True)
         prompts = write_prompts(tmp_path / "p.jsonl", 2)
         r = run_cli(
-            ["generate", "--backend", "fake", "--prompts", str(prompts), "--out", str(out),
+            ["generate", "--model", "fake", "--prompts", str(prompts), "--out", str(out),
              "--resume", "--no-progress"]
         )  # fmt: skip
         assert r.returncode == 2 and str(holder.pid) in r.stderr, r.stderr

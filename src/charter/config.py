@@ -12,104 +12,105 @@ import copy
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from charter.errors import ConfigError, InputError, validation_problems
-from charter.records import Sampling, Strict
+from charter.evaluate.options import EvalOptions
+from charter.feedback.labeler import LabelConfig
+from charter.generate import MODEL_RENAMES, GenerationConfig, renamed_keys
+from charter.records import Strict
 from charter.sl.stage import SLConfig
+from charter.train import DPOOptions, SFTOptions
 from charter.userinput import Lines, line_of, parse_yaml, read_text
-
-
-class GenerationConfig(Strict):
-    """The policy model and how it samples."""
-
-    backend: str = Field(
-        "embedded", description="Backend spec: embedded, hf:PATH, openai:URL#MODEL, ..."
-    )
-    backend_options: dict[str, Any] = Field(
-        default_factory=dict, description="Passed to the backend."
-    )
-    batch_size: int = Field(16, ge=1, description="Prompts per batch (and per flush to disk).")
-    max_new_tokens: int = Field(256, ge=1)
-    temperature: float = Field(0.7, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-
-    def sampling(self, seed: int) -> Sampling:
-        return Sampling(
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            seed=seed,
-        )
 
 
 class RunSLConfig(SLConfig):
     """The SL-CAI stage of `charter run`: which prompts, and the stage's own settings."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run this stage.")
     prompts: str = Field("builtin:red-team", description="Red-team prompts to critique and revise.")
-    split: Literal["train", "eval", "all"] = "train"
-    limit: int | None = Field(None, ge=1)
+    split: Literal["train", "eval", "all"] = Field("train", description="Which split of them.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N prompts.")
 
 
 class RoleConfig(Strict):
-    """A model role other than the policy: `None` means the policy's backend and options."""
+    """A model role other than the policy: `None` means the policy's model and options."""
 
-    backend: str | None = Field(None, description="Backend spec; empty = the policy's.")
-    backend_options: dict[str, Any] = Field(default_factory=dict)
+    model: str | None = Field(None, description="Backend spec; empty = the policy's.")
+    model_options: dict[str, Any] = Field(default_factory=dict, description="Backend options.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed_keys(data, MODEL_RENAMES)
 
 
-class RunLabelConfig(Strict):
-    """The RL-CAI labelling stage of `charter run`: policy pairs labelled by `feedback`."""
+class RunLabelConfig(LabelConfig):
+    """The RL-CAI labelling stage of `charter run`: policy pairs labelled by `feedback`.
 
-    enabled: bool = True
+    `seed` defaults to the run's seed; the policy samples its pairs with this section's
+    `max_new_tokens` and `temperature`.
+    """
+
+    enabled: bool = Field(True, description="Run this stage.")
     prompts: str = Field("builtin:red-team", description="Prompts whose answer pairs are labelled.")
-    split: Literal["train", "eval", "all"] = "train"
-    limit: int | None = Field(None, ge=1)
-    lang: Literal["en", "ar"] = "en"
-    principles_per_pair: int = Field(4, ge=1)
-    few_shot: int = Field(2, ge=0)
-    chunk_size: int = Field(32, ge=1)
-    max_new_tokens: int = Field(128, ge=1)
-    temperature: float = Field(0.8, gt=0.0)
+    split: Literal["train", "eval", "all"] = Field("train", description="Which split of them.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N prompts.")
+    lang: Literal["en", "ar"] = Field("en", description="Language of prompts and constitution.")
+    max_new_tokens: int = Field(128, ge=1, description="Most tokens per sampled answer.")
+    temperature: float = Field(0.8, gt=0.0, description="Sampling temperature of the pairs.")
+
+
+class RunSFTOptions(SFTOptions):
+    """`charter train sft`'s options; the run fills in `model`, `data` and `out`."""
+
+    data: Path = Field(Path("sl/sft.jsonl"), description="Set by the run: sl/sft.jsonl.")
+    out: Path = Field(Path("train/sft"), description="Set by the run: train/sft.")
+    merge: bool = Field(True, description="Also write merged weights (the next stages load them).")
+
+
+class RunDPOOptions(DPOOptions):
+    """`charter train dpo`'s options; the run fills in `model` (the SFT model), `data`, `out`."""
+
+    data: Path = Field(Path("label/prefs.jsonl"), description="Set by the run: label/prefs.jsonl.")
+    out: Path = Field(Path("train/dpo"), description="Set by the run: train/dpo.")
+    merge: bool = Field(True, description="Also write merged weights (evaluate loads them).")
 
 
 class RunTrainConfig(Strict):
     """The training stage: SFT on the SL-CAI revisions, then DPO on the AI labels.
 
-    `sft` and `dpo` are passed to `charter.train.SFTOptions` / `DPOOptions` (see `charter train
-    sft --help`); data, output folders and the model are filled in by the run.
+    `sft` and `dpo` are `charter train sft` / `charter train dpo` options under the same names
+    (`--set train.sft.learning_rate=1e-4`); data, output folders and the model are filled in by
+    the run.
     """
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run this stage.")
     model: str | None = Field(
         None, description="Trainable base model (embedded or hf:PATH); empty = the policy."
     )
-    sft: dict[str, Any] = Field(default_factory=dict)
-    dpo: dict[str, Any] = Field(default_factory=dict)
+    sft: RunSFTOptions = Field(default_factory=RunSFTOptions)
+    dpo: RunDPOOptions = Field(default_factory=RunDPOOptions)
 
 
-EVAL_LANGS: tuple[Literal["en", "ar"], ...] = ("en", "ar")
+EVAL_LANGS: tuple[str, ...] = ("en", "ar")
 
 
-class RunEvalConfig(Strict):
-    """The evaluation stage: base vs SL-CAI vs RL-CAI models on held-out prompts."""
+class RunEvalConfig(EvalOptions):
+    """The evaluation stage: base vs SL-CAI vs RL-CAI models on held-out prompts.
 
-    enabled: bool = True
-    prompts: dict[str, str] = Field(
-        default_factory=lambda: {
-            "red-team": "builtin:red-team",
-            "borderline": "builtin:borderline",
-            "helpful": "builtin:helpful",
-        }
+    `charter evaluate`'s options under the same names; the run sets `models` (base, and the
+    trained sl-cai and rl-cai), `judge` and `backend_options` (the judge role), `constitution`,
+    `batch_size` and `seed`.
+    """
+
+    enabled: bool = Field(True, description="Run this stage.")
+    models: dict[str, str] = Field(default_factory=dict, description="Set by the run.")
+    judge: str | None = Field(None, description="Set by the run: the judge role's model.")
+    langs: list[str] = Field(
+        default_factory=lambda: list(EVAL_LANGS), min_length=1, description="Languages to test."
     )
-    langs: list[Literal["en", "ar"]] = Field(default_factory=lambda: list(EVAL_LANGS))
-    split: Literal["train", "eval", "all"] = "eval"
-    limit: int | None = Field(None, ge=1, description="At most N prompts per set and language.")
-    max_new_tokens: int = Field(128, ge=1)
-    mc: list[str] = Field(default_factory=list, description="Multiple-choice eval files.")
-    principles_per_pair: int = Field(4, ge=1, description="Judge: principles asked per pair.")
-    few_shot: int = Field(2, ge=0, description="Judge: labelling examples per question.")
+    max_new_tokens: int = Field(128, ge=1, description="Most tokens per answer.")
 
 
 class RunConfig(Strict):
@@ -135,9 +136,9 @@ class RunConfig(Strict):
         """The backend spec and options of a role (feedback and judge default to the policy)."""
         if name != "policy":
             role: RoleConfig = getattr(self, name)
-            if role.backend:
-                return role.backend, dict(role.backend_options)
-        return self.generation.backend, dict(self.generation.backend_options)
+            if role.model:
+                return role.model, dict(role.model_options)
+        return self.generation.model, dict(self.generation.model_options)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -168,7 +169,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # For experiments: 128 train-split red-team prompts through two revision rounds and the AI
     # labeller, SFT then DPO, and the whole eval split in English and Arabic. One to two hours on
-    # a 2-core CPU with the embedded model (README, "Results"); minutes on a GPU.
+    # a 2-core CPU with the embedded model (docs/pipeline.md, "Results"); minutes on a GPU.
     # `--set sl.limit=null --set label.limit=null` uses every train-split prompt.
     "default": {
         "name": "default",

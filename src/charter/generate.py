@@ -12,11 +12,68 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, Field, model_validator
+
 from charter.backends.base import Backend
-from charter.records import GenerationRecord, PromptRecord, Sampling, stable_id
-from charter.runs import JsonlWriter, RunFolder
+from charter.records import GenerationRecord, PromptRecord, Sampling, Strict, stable_id
+from charter.runs import JsonlWriter
+from charter.stage import Stage, StageContext
 
 GENERATIONS = "generations.jsonl"
+
+
+def renamed_keys(data: Any, renames: dict[str, str]) -> Any:
+    """Config keys of an older release under their new names (`backend` is now `model`)."""
+    if isinstance(data, dict):
+        for old, new in renames.items():
+            if old in data and new not in data:
+                data = {**data, new: data[old]}
+                del data[old]
+    return data
+
+
+MODEL_RENAMES = {"backend": "model", "backend_options": "model_options"}
+
+
+class GenerationConfig(Strict):
+    """The policy model and how it samples (the `generation` section of a run config)."""
+
+    model: str = Field(
+        "embedded",
+        description="Backend spec of the model: embedded, hf:PATH, openai:URL#MODEL, ...",
+    )
+    model_options: dict[str, Any] = Field(
+        default_factory=dict, description="Backend options of the model (KEY=VALUE)."
+    )
+    batch_size: int = Field(16, ge=1, description="Prompts per batch (and per flush to disk).")
+    max_new_tokens: int = Field(256, ge=1, description="Most tokens per answer.")
+    temperature: float = Field(0.7, ge=0.0, description="Sampling temperature (0 = greedy).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling: top-p mass kept.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed_keys(data, MODEL_RENAMES)
+
+    def sampling(self, seed: int) -> Sampling:
+        return Sampling(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=seed,
+        )
+
+
+class GenerateResult(BaseModel):
+    """What the `generate` stage did: `complete` when it was already done (nothing ran)."""
+
+    total: int
+    skipped: int = 0
+    written: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    tokens_per_s: float = 0.0
+    complete: bool = False
 
 
 @dataclass
@@ -100,42 +157,46 @@ def generate_answers(
     )
 
 
-def generate_stage(
-    run: RunFolder,
-    prompts: Sequence[PromptRecord],
-    backend_spec: str,
-    backend_options: dict[str, Any],
-    sampling: Sampling,
-    *,
-    batch_size: int,
-    progress: bool = True,
-) -> GenerateSummary | None:
-    """Run the `generate` stage inside a run folder; None when it was already complete.
+def run_generate(
+    ctx: StageContext, prompts: Sequence[PromptRecord], cfg: GenerationConfig
+) -> GenerateResult:
+    """The `generate` stage: answers to `prompts` in `ctx.out`/generations.jsonl.
 
     The backend is loaded only when there is work to do, and the manifest records the stage as
     running, then complete or failed (with the error), so `--resume` knows where things stand.
     """
-    from charter.backends import load_backend
-
+    sampling = cfg.sampling(ctx.seed)
     name = "generate"
-    if not run.begin_stage(
+    if not ctx.runfolder.begin_stage(
         name,
-        stable_id(backend_spec, sampling.model_dump(mode="json"), length=64),
-        [GENERATIONS],
+        stable_id(cfg.model, sampling.model_dump(mode="json"), length=64),
+        [ctx.file(GENERATIONS)],
         records_hash=stable_id([p.model_dump(mode="json") for p in prompts], length=64),
         per_record=True,
     ):
-        return None
-    writer = JsonlWriter(run.path / GENERATIONS, resume=True)
+        return GenerateResult(total=len(prompts), skipped=len(prompts), complete=True)
+    writer = JsonlWriter(ctx.out / GENERATIONS, resume=True)
     try:
-        backend = load_backend(backend_spec, defaults={"batch_size": batch_size}, **backend_options)
+        backend = ctx.pool.get(cfg.model, cfg.model_options)
         # Answers to prompts no longer in the file go; the others are kept, not redone.
         writer.retain(generation_id(p, backend.spec, sampling) for p in prompts)
         summary = generate_answers(
-            prompts, backend, sampling, writer, batch_size=batch_size, progress=progress
+            prompts, backend, sampling, writer, batch_size=cfg.batch_size, progress=ctx.progress
         )
     except BaseException as e:
-        run.fail_stage(name, len(writer.done), str(e) or type(e).__name__)
+        ctx.runfolder.fail_stage(name, len(writer.done), str(e) or type(e).__name__)
         raise
-    run.finish_stage(name, len(writer.done))
-    return summary
+    ctx.runfolder.finish_stage(name, len(writer.done))
+    return GenerateResult(
+        total=summary.total,
+        skipped=summary.skipped,
+        written=summary.written,
+        completion_tokens=summary.completion_tokens,
+        seconds=summary.seconds,
+        tokens_per_s=summary.tokens_per_s,
+    )
+
+
+GENERATE: Stage[Sequence[PromptRecord], GenerationConfig, GenerateResult] = Stage(
+    "generate", GenerationConfig, run_generate, "the policy's answers to a prompt set"
+)

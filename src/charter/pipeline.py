@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from charter.backends.pool import BackendPool
 from charter.config import RunConfig
-from charter.errors import CharterError, ConfigError
+from charter.errors import CharterError, ConfigError, RunFolderError
 from charter.records import PromptRecord, stable_id
-from charter.runs import RunFolder, atomic_write_text, check_run_name, file_sha256
+from charter.runs import RunFolder, atomic_write_text, check_run_name, list_runs
+from charter.stage import StageContext, stages
+from charter.train import DPOOptions, SFTOptions
 
 TRAINABLE_PREFIXES = ("embedded", "hf:")
+STAGES = stages()
 
 
 @dataclass
@@ -43,10 +49,51 @@ class PipelineResult:
     discarded: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The result as JSON data (`charter run --json`)."""
+        return {
+            "path": str(self.path),
+            "stages": [vars(s) for s in self.stages],
+            "metrics": self.metrics,
+            "discarded": self.discarded,
+            "notes": self.notes,
+        }
+
+
+def resolve_config(
+    preset: str | None,
+    file: Path | None,
+    overrides: Sequence[str],
+    sets: dict[str, str],
+    *,
+    resume: bool = False,
+) -> RunConfig:
+    """The config a `charter run` uses: `preset` (default `quick`), `file` and `overrides`, then
+    `sets` (the role, constitution and folder flags). With `resume` and a run name but no preset,
+    file or override, the run folder's own resolved config (a run that does not exist is an error
+    that lists those that do)."""
+    from charter.config import load_config, overlay_config
+
+    role_sets = [f"{key}={value}" for key, value in sets.items()]
+    name = sets.get("name")
+    if resume and name and preset is None and file is None and not overrides:
+        folder = Path(sets.get("runs_dir") or "runs") / name
+        if (folder / "config.yaml").exists():
+            return overlay_config(load_run_config(folder).model_dump(mode="json"), role_sets)
+        check_run_name(name)
+        parent = folder.parent
+        found = [r["name"] for r in list_runs(parent)]
+        raise RunFolderError(
+            f"there is no run {name!r} in {parent} to resume; "
+            + (f"runs there: {', '.join(found)}" if found else "it holds no runs")
+            + " (without --resume, a new run starts)"
+        )
+    return load_config(preset or "quick", file, (*overrides, *role_sets))
+
 
 def trainable_model(cfg: RunConfig) -> str:
     """The base model the train stage fine-tunes: `train.model`, else the policy if trainable."""
-    spec = cfg.train.model or cfg.generation.backend
+    spec = cfg.train.model or cfg.generation.model
     if not spec.startswith(TRAINABLE_PREFIXES):
         raise ConfigError(
             f"the train stage needs local weights, but the policy is {spec!r}; set "
@@ -66,33 +113,38 @@ def check_config(cfg: RunConfig) -> None:
         if not (cfg.sl.enabled and cfg.label.enabled):
             raise ConfigError("the train stage needs the sl and label stages (enable them)")
         trainable_model(cfg)
-        _train_options(cfg, Path("."))  # validates the sft/dpo option keys
+        train_options(cfg, Path("."))  # refuses options the run sets itself
 
 
-def _train_options(cfg: RunConfig, root: Path) -> tuple[Any, Any]:
-    from pydantic import ValidationError
+def changed_fields(config: BaseModel, names: Iterable[str]) -> list[str]:
+    """Which of `names` the user set in `config` to something other than their default (the
+    fields a run sets itself; a resolved config.yaml holds them all at their defaults)."""
+    fields = type(config).model_fields
+    return sorted(
+        n for n in names if getattr(config, n) != fields[n].get_default(call_default_factory=True)
+    )
 
-    from charter.train import DPOOptions, SFTOptions
 
+def train_options(cfg: RunConfig, root: Path) -> tuple[SFTOptions, DPOOptions]:
+    """The `train/sft` and `train/dpo` options of a run in `root`: the config's `train.sft` and
+    `train.dpo` with the model, data and output folders the run decides."""
     model = trainable_model(cfg)
-    sft_fixed = {"model": model, "data": root / "sl" / "sft.jsonl", "out": root / "train" / "sft"}
-    dpo_fixed = {
-        "model": f"hf:{root / 'train' / 'sft' / 'merged'}",
-        "data": root / "label" / "prefs.jsonl",
-        "out": root / "train" / "dpo",
+    fixed: dict[str, dict[str, Any]] = {
+        "sft": {"model": model, "data": root / "sl" / "sft.jsonl", "out": root / "train" / "sft"},
+        "dpo": {
+            "model": f"hf:{root / 'train' / 'sft' / 'merged'}",
+            "data": root / "label" / "prefs.jsonl",
+            "out": root / "train" / "dpo",
+        },
     }
-    result = []
-    for key, cls, fixed in (("sft", SFTOptions, sft_fixed), ("dpo", DPOOptions, dpo_fixed)):
-        given: dict[str, Any] = getattr(cfg.train, key)
-        clash = sorted(set(given) & set(fixed))
+    result: list[Any] = []
+    for key, cls in (("sft", SFTOptions), ("dpo", DPOOptions)):
+        given = getattr(cfg.train, key)
+        clash = changed_fields(given, fixed[key])
         if clash:
             raise ConfigError(f"`train.{key}.{clash[0]}` is set by the run; remove it")
-        try:
-            result.append(cls.model_validate({"merge": True, **given, **fixed}))
-        except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise ConfigError(f"invalid config: `train.{key}.{where}`: {err['msg']}") from None
+        data = given.model_dump(exclude=set(fixed[key]))
+        result.append(cls.model_validate({**data, **fixed[key]}))
     return result[0], result[1]
 
 
@@ -162,245 +214,163 @@ def run_pipeline(
         root, cfg.model_dump(mode="json"), resume=resume, overwrite=overwrite, redo=redo
     )
     try:
-        return _run_stages(cfg, run, constitution, prompt_sets, progress)
+        with BackendPool(cfg.generation.batch_size) as pool:
+            ctx = StageContext(run, pool, constitution, progress, cfg.seed)
+            return _run_steps(cfg, ctx, prompt_sets)
     finally:
         run.close()
 
 
-def _run_stages(
-    cfg: RunConfig,
-    run: RunFolder,
-    constitution: Any,
-    prompt_sets: dict[str, list[PromptRecord]],
-    progress: bool,
-) -> PipelineResult:
+Step = Callable[[RunConfig, StageContext, dict[str, list[PromptRecord]]], str]
+
+
+def _constitution_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
     from charter.constitution.load import dump_constitution
 
-    root = run.path
-    result = PipelineResult(path=root)
-    stages: list[tuple[str, bool, Callable[[], str]]] = []
-    policy, policy_opts = cfg.role("policy")
-    gen = cfg.generation
+    constitution = ctx.need_constitution()
+
+    def write() -> int:
+        atomic_write_text(ctx.runfolder.path / "constitution.yaml", dump_constitution(constitution))
+        return len(constitution.principles)
+
     sha = constitution.compute_sha256()
+    ran = ctx.runfolder.run_stage("constitution", sha, ["constitution.yaml"], write, ask=False)
+    return _ran(ran is not None, f"{constitution.name} ({len(constitution.principles)} principles)")
 
-    # -- constitution and prompts: the resolved inputs, written once -------------------------
-    def constitution_stage() -> str:
-        def write() -> int:
-            atomic_write_text(root / "constitution.yaml", dump_constitution(constitution))
-            return len(constitution.principles)
 
-        ran = (
-            run.run_stage("constitution", sha, ["constitution.yaml"], write, ask=False) is not None
+def _prompts_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
+    rows = []
+    for role, records in sets.items():
+        for p in records:
+            data = p.model_dump(mode="json")
+            data["meta"] = {**data.get("meta", {}), "role": role}
+            data["id"] = f"{role}:{p.key()}"
+            rows.append(data)
+
+    def write() -> int:
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        atomic_write_text(ctx.runfolder.path / "prompts.jsonl", text)
+        return len(rows)
+
+    digest = stable_id(rows, length=64)
+    ran = ctx.runfolder.run_stage("prompts", digest, ["prompts.jsonl"], write, ask=False)
+    return _ran(ran is not None, ", ".join(f"{k} {len(v)}" for k, v in sets.items() if v))
+
+
+def _generate_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
+    r = STAGES["generate"].run(ctx, sets["generate"], cfg.generation)
+    if r.complete:
+        return "already complete"
+    return f"{r.written} answers, {r.tokens_per_s:.0f} tokens/s"
+
+
+def _sl_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
+    from charter.sl import SLConfig, SLInputs
+
+    sl_cfg = SLConfig.model_validate(cfg.sl.model_dump(include=set(SLConfig.model_fields)))
+    inputs = SLInputs(prompts=sets["sl"], helpful=sets["sl-helpful"], policy=cfg.generation)
+    r = STAGES["sl"].run(ctx.inside("sl"), inputs, sl_cfg)
+    return (
+        f"{r.n_samples} samples, {r.n_revised} revised (acceptance {r.acceptance_rate:.2f}), "
+        f"{r.n_sft} SFT rows"
+    )
+
+
+def _label_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
+    from charter.feedback import LabelConfig, LabelInputs, ModelRole
+
+    lc = cfg.label
+    data = lc.model_dump(include=set(LabelConfig.model_fields))
+    if "seed" not in lc.model_fields_set:
+        data["seed"] = cfg.seed
+    feedback, feedback_opts = cfg.role("feedback")
+    policy = cfg.generation.model_copy(
+        update={"max_new_tokens": lc.max_new_tokens, "temperature": lc.temperature, "top_p": 1.0}
+    )
+    inputs = LabelInputs(
+        prompts=sets["label"],
+        policy=policy,
+        feedback=ModelRole(model=feedback, model_options=feedback_opts),
+    )
+    r = STAGES["label"].run(ctx.inside("label"), inputs, LabelConfig.model_validate(data))
+    return f"{r.n_pairs} pairs, mean p_chosen {r.p_chosen_mean}"
+
+
+def _train_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
+    from charter.train.stage import TrainInputs
+
+    sft_opts, dpo_opts = train_options(cfg, ctx.runfolder.path)
+    details = []
+    for name, opts in (("train/sft", sft_opts), ("train/dpo", dpo_opts)):
+        # The DPO base is the SFT model: its weights are an input.
+        base = _stage_hash(ctx.runfolder, "train/sft") if name == "train/dpo" else None
+        before = set(ctx.runfolder.outcomes)
+        res = STAGES[name].run(ctx.inside(name), TrainInputs(base_hash=base), opts)
+        skipped = all(
+            ctx.runfolder.outcomes[k][0] == "skipped" for k in set(ctx.runfolder.outcomes) - before
         )
-        return _ran(ran, f"{constitution.name} ({len(constitution.principles)} principles)")
-
-    def prompts_stage() -> str:
-        rows = []
-        for role, records in prompt_sets.items():
-            for p in records:
-                data = p.model_dump(mode="json")
-                data["meta"] = {**data.get("meta", {}), "role": role}
-                data["id"] = f"{role}:{p.key()}"
-                rows.append(data)
-        digest = stable_id(rows, length=64)
-
-        def write() -> int:
-            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-            atomic_write_text(root / "prompts.jsonl", text)
-            return len(rows)
-
-        ran = run.run_stage("prompts", digest, ["prompts.jsonl"], write, ask=False) is not None
-        counts = ", ".join(f"{k} {len(v)}" for k, v in prompt_sets.items() if v)
-        return _ran(ran, counts)
-
-    stages.append(("constitution", True, constitution_stage))
-    stages.append(("prompts", True, prompts_stage))
-
-    # -- generate: the policy's answers to the demo prompts ----------------------------------
-    def generate_stage_() -> str:
-        from charter.generate import generate_stage
-
-        summary = generate_stage(
-            run,
-            prompt_sets["generate"],
-            policy,
-            policy_opts,
-            gen.sampling(cfg.seed),
-            batch_size=gen.batch_size,
-            progress=progress,
+        kind = name.split("/")[1]
+        details.append(
+            f"{kind} already complete"
+            if skipped
+            else f"{kind} {res.steps} steps in {res.seconds:.0f} s"
         )
-        if summary is None:
-            return "already complete"
-        return f"{summary.written} answers, {summary.tokens_per_s:.0f} tokens/s"
+    return "; ".join(details)
 
-    stages.append(("generate", True, generate_stage_))
 
-    # -- sl: critique → revision ------------------------------------------------------------
-    def sl_stage_() -> str:
-        from charter.sl import SLConfig, sl_stage
+def _evaluate_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
+    from charter.evaluate.stage import EvalInputs, eval_options
 
-        sl_cfg = SLConfig.model_validate(cfg.sl.model_dump(include=set(SLConfig.model_fields)))
-        s = sl_stage(
-            run,
-            prompt_sets["sl"],
-            prompt_sets["sl-helpful"],
-            policy,
-            policy_opts,
-            constitution,
-            sl_cfg,
-            gen.sampling(cfg.seed),
-            batch_size=gen.batch_size,
-            progress=progress,
-            prefix="sl/",
-        )
-        return (
-            f"{s['n_samples']} samples, {s['n_revised']} revised (acceptance "
-            f"{s['acceptance_rate']:.2f}), {s['n_sft']} SFT rows"
-        )
+    opts = eval_options(cfg, ctx.runfolder.path)
+    # The trained models are its data: retrained models are evaluated again.
+    models_hash = stable_id(
+        _stage_hash(ctx.runfolder, "train/dpo"), _stage_hash(ctx.runfolder, "train/sft"), length=64
+    )
+    inputs = EvalInputs(models_hash=models_hash, report=ctx.runfolder.path / "report.html")
+    r = STAGES["evaluate"].run(ctx.inside("eval"), inputs, opts)
+    return _ran(not r.complete, f"{len(opts.models)} models → {ctx.runfolder.path / 'report.html'}")
 
-    stages.append(("sl", cfg.sl.enabled, sl_stage_))
 
-    # -- label: pairs from the policy, AI-feedback soft labels -------------------------------
-    def label_stage_() -> str:
-        from charter.feedback import LabelConfig, label_stage
-        from charter.records import Sampling
+PromptSets = dict[str, list[PromptRecord]]
 
-        lc = cfg.label
-        feedback, feedback_opts = cfg.role("feedback")
-        s = label_stage(
-            run,
-            prompt_sets["label"],
-            constitution,
-            LabelConfig(
-                principles_per_pair=lc.principles_per_pair,
-                few_shot=lc.few_shot,
-                lang=lc.lang,
-                seed=cfg.seed,
-                chunk_size=lc.chunk_size,
-            ),
-            feedback=feedback,
-            policy=policy,
-            sampling=Sampling(
-                max_new_tokens=lc.max_new_tokens, temperature=lc.temperature, seed=cfg.seed
-            ),
-            policy_options=policy_opts,
-            feedback_options=feedback_opts,
-            batch_size=gen.batch_size,
-            progress=progress,
-        )
-        return f"{s['n_pairs']} pairs, mean p_chosen {s['p_chosen_mean']}"
+# (name in the summary, whether the config enables it, the step): the pipeline, in order.
+STEPS: list[tuple[str, Callable[[RunConfig], bool], Step]] = [
+    ("constitution", lambda cfg: True, _constitution_step),
+    ("prompts", lambda cfg: True, _prompts_step),
+    ("generate", lambda cfg: True, _generate_step),
+    ("sl", lambda cfg: cfg.sl.enabled, _sl_step),
+    ("label", lambda cfg: cfg.label.enabled, _label_step),
+    ("train", lambda cfg: cfg.train.enabled, _train_step),
+    ("evaluate", lambda cfg: cfg.evaluate.enabled, _evaluate_step),
+]
 
-    stages.append(("label", cfg.label.enabled, label_stage_))
 
-    # -- train: SFT on revisions, then DPO (soft labels) from the SFT model -------------------
-    def train_stage_() -> str:
-        from charter.train import train_dpo, train_sft
+def planned_stages(cfg: RunConfig) -> list[tuple[str, bool]]:
+    """The pipeline's stages and whether `cfg` runs each (for `--dry-run`)."""
+    return [(name, enabled(cfg)) for name, enabled, _ in STEPS]
 
-        sft_opts, dpo_opts = _train_options(cfg, root)
-        details = []
-        for name, opts, fn, data in (
-            ("train/sft", sft_opts, train_sft, root / "sl" / "sft.jsonl"),
-            ("train/dpo", dpo_opts, train_dpo, root / "label" / "prefs.jsonl"),
-        ):
-            digest = stable_id(opts.model_dump(mode="json"), length=64)
-            data_hash = file_sha256(data)
-            if name == "train/dpo":  # the DPO base is the SFT model: its weights are an input
-                data_hash = stable_id(data_hash, _stage_hash(run, "train/sft"), length=64)
-            out = Path(opts.out)
-            holder: dict[str, Any] = {}
 
-            def work(
-                opts: Any = opts, fn: Any = fn, out: Path = out, holder: dict[str, Any] = holder
-            ) -> int:
-                # A stage that was killed resumes from its last checkpoint.
-                res = fn(opts, progress=progress, resume=out.exists())
-                holder["res"] = res
-                return int(res.steps)
-
-            ran = (
-                run.run_stage(
-                    name, digest, [str(out.relative_to(root))], work, records_hash=data_hash
-                )
-                is not None
-            )
-            if ran:
-                res = holder["res"]
-                details.append(f"{name.split('/')[1]} {res.steps} steps in {res.seconds:.0f} s")
-            else:
-                details.append(f"{name.split('/')[1]} already complete")
-        return "; ".join(details)
-
-    stages.append(("train", cfg.train.enabled, train_stage_))
-
-    # -- evaluate and report -----------------------------------------------------------------
-    def evaluate_stage_() -> str:
-        from charter.evaluate.compare import EvalOptions, evaluate_models
-        from charter.evaluate.report import write_report
-
-        ec = cfg.evaluate
-        judge, judge_opts = cfg.role("judge")
-        models = {"base": policy}
-        if cfg.train.enabled:
-            models["sl-cai"] = f"hf:{root / 'train' / 'sft' / 'merged'}"
-            models["rl-cai"] = f"hf:{root / 'train' / 'dpo' / 'merged'}"
-        opts = EvalOptions(
-            models=models,
-            prompts=ec.prompts,
-            langs=list(ec.langs),
-            split=ec.split,
-            limit=ec.limit,
-            judge=judge,
-            constitution=cfg.constitution,
-            max_new_tokens=ec.max_new_tokens,
-            batch_size=gen.batch_size,
-            seed=cfg.seed,
-            mc=list(ec.mc),
-            principles_per_pair=ec.principles_per_pair,
-            few_shot=ec.few_shot,
-            backend_options={"base": policy_opts, "judge": judge_opts},
-        )
-        digest = stable_id(opts.model_dump(mode="json"), sha, length=64)
-        # The trained models are its data: retrained models are evaluated again.
-        models_hash = stable_id(
-            _stage_hash(run, "train/dpo"), _stage_hash(run, "train/sft"), length=64
-        )
-        holder: dict[str, Any] = {}
-
-        def work() -> int:
-            holder["metrics"] = evaluate_models(
-                opts, out=root / "eval", progress=progress, resume=True
-            )
-            write_report(eval_dir=root / "eval", out=root / "report.html", run_dir=root)
-            return len(models)
-
-        ran = (
-            run.run_stage(
-                "evaluate", digest, ["eval", "report.html"], work, records_hash=models_hash
-            )
-            is not None
-        )
-        metrics_path = root / "eval" / "metrics.json"
-        if metrics_path.exists():
-            result.metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        return _ran(ran, f"{len(models)} models → {root / 'report.html'}")
-
-    stages.append(("evaluate", cfg.evaluate.enabled, evaluate_stage_))
-
-    enabled = [name for name, on, _ in stages if on]
-    with _stage_bar(enabled, progress) as bar:
-        for name, on, fn in stages:
-            if not on:
+def _run_steps(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> PipelineResult:
+    run = ctx.runfolder
+    result = PipelineResult(path=run.path)
+    enabled = [name for name, on in planned_stages(cfg) if on]
+    with _stage_bar(enabled, ctx.progress) as bar:
+        for name, on, step in STEPS:
+            if not on(cfg):
                 result.stages.append(StageResult(name, "disabled"))
                 continue
             bar.set_description_str(f"charter run: {name}")
             before = set(run.outcomes)
             t0 = time.perf_counter()
-            detail = fn()
+            detail = step(cfg, ctx, sets)
             seconds = time.perf_counter() - t0
             detail = detail.removeprefix("already complete: ").removeprefix("already complete")
             status = _status([v for k, v in run.outcomes.items() if k not in before])
             result.stages.append(StageResult(name, status, seconds, detail))
             bar.update(1)
+    metrics_path = run.path / "eval" / "metrics.json"
+    if cfg.evaluate.enabled and metrics_path.exists():
+        result.metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     result.discarded = list(run.discarded)
     result.notes = list(run.notes)
     return result

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from charter import __version__
 from charter.errors import RunFolderError
@@ -92,6 +92,11 @@ class StageStatus(Strict):
     engines: list[dict[str, Any]] = Field(default_factory=list)
 
 
+# Manifest keys of earlier releases → the stage names they are now.
+OLD_STAGE_KEYS = {"sl/sl": "sl", "sl/sl-helpful": "sl/helpful", "sl-helpful": "sl/helpful"}
+OLD_STAGE_KEYS["label/label"] = "label"
+
+
 class Manifest(Strict):
     schema_version: int = 1
     name: str
@@ -99,6 +104,15 @@ class Manifest(Strict):
     config_sha256: str
     packages: dict[str, str]
     stages: dict[str, StageStatus] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_stages(cls, data: Any) -> Any:
+        """A run folder of an earlier release resumes under today's stage names."""
+        if isinstance(data, dict) and isinstance(data.get("stages"), dict):
+            stages = {OLD_STAGE_KEYS.get(k, k): v for k, v in data["stages"].items()}
+            data = {**data, "stages": stages}
+        return data
 
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -127,6 +141,77 @@ def holds_manifest(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def list_runs(parent: Path) -> list[dict[str, Any]]:
+    """The run folders in `parent` (those holding a manifest): name, stage counts, status
+    (`complete`, `failed`, `running` or `empty`) and when a stage last changed."""
+    found: list[dict[str, Any]] = []
+    if not parent.is_dir():
+        return found
+    for path in sorted(p for p in parent.iterdir() if holds_manifest(p)):
+        manifest = _read_manifest(path)
+        if manifest is None:
+            continue
+        stages = manifest.stages.values()
+        statuses = {s.status for s in stages}
+        status = next(
+            (k for k in ("failed", "running") if k in statuses), "complete" if stages else "empty"
+        )
+        times = [t for s in stages for t in (s.started_at, s.finished_at) if t]
+        found.append(
+            {
+                "name": path.name,
+                "path": str(path),
+                "stages": len(manifest.stages),
+                "complete": sum(s.status == "complete" for s in stages),
+                "status": status,
+                "created_at": manifest.created_at,
+                "updated_at": max(times) if times else None,
+            }
+        )
+    return found
+
+
+def show_run(parent: Path, name: str) -> dict[str, Any]:
+    """One run: its manifest's stages (status, seconds, records, error) and, when evaluated,
+    each model's harmful compliance and over-refusal from `eval/metrics.json`."""
+    path = parent / check_run_name(name)
+    manifest = _read_manifest(path) if holds_manifest(path) else None
+    if manifest is None:
+        runs = [r["name"] for r in list_runs(parent)]
+        raise RunFolderError(
+            f"there is no run {name!r} in {parent}; "
+            + (f"runs there: {', '.join(runs)}" if runs else "it holds no runs")
+        )
+    metrics: dict[str, Any] = {}
+    metrics_path = path / "eval" / "metrics.json"
+    if metrics_path.exists():
+        import json
+
+        data = json.loads(metrics_path.read_text(encoding="utf-8"))
+        for model, m in (data.get("models") or {}).items():
+            metrics[model] = {
+                key: (m.get(key) or {}).get("rate")
+                for key in ("harmful_compliance", "over_refusal")
+            }
+    return {
+        "name": name,
+        "path": str(path),
+        "created_at": manifest.created_at,
+        "stages": {
+            k: {"status": s.status, "seconds": s.seconds, "records": s.records, "error": s.error}
+            for k, s in manifest.stages.items()
+        },
+        "metrics": metrics,
+    }
+
+
+def _read_manifest(path: Path) -> Manifest | None:
+    try:
+        return Manifest.model_validate_json((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 class _Lock:

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from charter.assembly.app import AssemblySettings, create_app
+from charter.assembly.app import create_app
+from charter.assembly.deps import AssemblySettings
 from charter.assembly.security import Rate
 
 ADMIN = "test-admin-token-0123456789-abcdefghijklmnopqrstuvwxyz"  # strong enough to start

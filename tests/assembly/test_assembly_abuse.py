@@ -24,7 +24,8 @@ from assembly_helpers import (
 )
 from fastapi.testclient import TestClient
 
-from charter.assembly.app import AssemblySettings, create_app
+from charter.assembly.app import create_app
+from charter.assembly.deps import AssemblySettings
 from charter.assembly.security import new_token
 from charter.errors import ConfigError
 

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from charter.assembly.app import MAX_ID
+from charter.assembly.schemas import MAX_ID
 from fuzzing import CASES, NASTY_TEXT, deep, json_values, texts
 
 

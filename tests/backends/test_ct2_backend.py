@@ -59,7 +59,7 @@ def test_converts_once_by_content(tiny_model_dir: Path, home: Path, tmp_path: Pa
 
 
 def test_changed_weights_convert_again(tiny_model_dir: Path, home: Path, tmp_path: Path) -> None:
-    from charter.models import make_tiny_random_model
+    from charter.backends.gguf_convert import make_tiny_random_model
 
     other = make_tiny_random_model(tmp_path / "other", seed=1)
     a = load_backend(f"ct2:{tiny_model_dir}", compute_type="float32")
@@ -237,7 +237,7 @@ def test_bad_input_is_one_paragraph_and_leaves_nothing(
     ct2_root = home / "ct2"
     assert not [p for p in ct2_root.iterdir() if p.is_dir()]
     r = run_cli(
-        ["generate", "--backend", f"ct2:{unsupported}", "--prompts", "demo", "--out",
+        ["generate", "--model", f"ct2:{unsupported}", "--prompts", "demo", "--out",
          str(tmp_path / "out")],
         env={"CHARTER_HOME": str(home)},
     )  # fmt: skip

@@ -108,7 +108,7 @@ def test_a_second_process_finds_the_conversion(embedded_dir: Path, tmp_path: Pat
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"id": "a", "prompt": "Hello?"}\n')
     env = {"CHARTER_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
-    args = ["generate", "--backend", f"ct2:{model}", "--prompts", str(prompts),
+    args = ["generate", "--model", f"ct2:{model}", "--prompts", str(prompts),
             "--max-new-tokens", "4", "--no-progress"]  # fmt: skip
     first = run_cli([*args, "--out", str(tmp_path / "one")], env=env)
     assert first.returncode == 0, first.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from charter.backends import load_backend
-from charter.models import CONVERTED_MARK, embedded_gguf
+from charter.backends.gguf_convert import CONVERTED_MARK, embedded_gguf
 from charter.records import Message, OptionQuery, Sampling
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,10 @@ def test_gguf_ships_in_the_wheel() -> None:
 
 def test_two_processes_convert_once(tmp_path: Path) -> None:
     """Both processes get a usable copy; the lock makes exactly one of them convert."""
-    code = "from charter.models import ensure_embedded_model; print(ensure_embedded_model())"
+    code = (
+        "from charter.backends.gguf_convert import ensure_embedded_model; "
+        "print(ensure_embedded_model())"
+    )
     env = {**os.environ, "CHARTER_HOME": str(tmp_path)}
     procs = [
         subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)

@@ -17,10 +17,10 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
 
 from charter.backends import load_backend
+from charter.backends.gguf_convert import make_tiny_random_model
 from charter.backends.hf import HFBackend
 from charter.backends.openai import OpenAIBackend
 from charter.errors import BackendError
-from charter.models import make_tiny_random_model
 from charter.records import Message, OptionQuery, Sampling
 from openai_server import FakeOpenAI, free_port, serve
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from charter.bench.collective import synthetic_conversation
 from charter.collective.analysis import AnalysisConfig, analyze, read_summary, write_analysis
-from charter.collective.bench import synthetic_conversation
 from charter.collective.clustering import cluster_direct, cluster_polis
+from charter.collective.conversation import Conversation, Statement
 from charter.collective.matrix import participant_filter, vote_matrix
 from charter.collective.projection import project
 from charter.collective.stats import VoteCounts, count_votes, group_informed_consensus
-from charter.collective.votes import Conversation, Statement
 from charter.errors import InputError
 
 

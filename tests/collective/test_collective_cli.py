@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from polis_data import needs_polis_data, open_data
 
-from charter.cli.bench_collective import collective as bench_collective
+from charter.cli.bench import bench_collective_cmd
 from charter.cli.collective import collective
 from charter.errors import CharterError
 
@@ -119,19 +119,19 @@ def test_groups_from_export_file(tmp_path: Path) -> None:
 def test_bench_collective_json_and_text() -> None:
     runner = CliRunner()
     args = ["--participants", "400", "--statements", "60", "--density", "0.2"]
-    result = runner.invoke(bench_collective, [*args, "--json"], catch_exceptions=False)
+    result = runner.invoke(bench_collective_cmd, [*args, "--json"], catch_exceptions=False)
     data = json.loads(result.stdout)
     assert data["input"]["participants"] == 400
     assert data["charter_seconds"] > 0
     assert data["reddwarf_seconds"] is not None and data["reddwarf_seconds"] > 0
     assert 0.5 <= data["ari_charter_reddwarf"] <= 1.0
-    result = runner.invoke(bench_collective, [*args, "--no-reddwarf"], catch_exceptions=False)
+    result = runner.invoke(bench_collective_cmd, [*args, "--no-reddwarf"], catch_exceptions=False)
     assert "charter analyze" in result.output and "not run" in result.output
 
 
 def test_cli_modules_import_nothing_heavy() -> None:
     code = (
-        "import sys, charter.cli.collective, charter.cli.bench_collective\n"
+        "import sys, charter.cli.collective, charter.cli.bench\n"
         "heavy = [m for m in ('numpy', 'scipy', 'sklearn', 'torch', 'matplotlib', 'pandas',"
         " 'sentence_transformers', 'reddwarf') if m in sys.modules]\n"
         "print(heavy)"

@@ -12,7 +12,9 @@ import pytest
 from polis_data import ccai, needs_polis_data
 from pydantic import ValidationError
 
+from charter.backends.embeddings import bag_of_words, minilm
 from charter.backends.fake import FakeBackend
+from charter.bench.collective import synthetic_conversation
 from charter.collective.analysis import (
     AnalysisConfig,
     AnalysisSummary,
@@ -20,7 +22,6 @@ from charter.collective.analysis import (
     summarize,
     write_analysis,
 )
-from charter.collective.bench import synthetic_conversation
 from charter.collective.draft import (
     DraftConfig,
     draft_constitution,
@@ -28,7 +29,6 @@ from charter.collective.draft import (
     select_statements,
     write_constitution,
 )
-from charter.collective.embeddings import bag_of_words, minilm
 from charter.collective.ingestion import ingest
 from charter.constitution.load import load_constitution
 from charter.errors import ConfigError
@@ -137,7 +137,7 @@ def test_llm_rewrite_through_a_backend_with_fallback() -> None:
     chats = cast(list[list[Message]], call.requests)
     assert "Statement number 7" in chats[0][-1].content  # ideas in order of GIC
     assert TEXTS[0] in chats[1][-1].content
-    with pytest.raises(ConfigError, match="--backend"):
+    with pytest.raises(ConfigError, match="--model"):
         draft_constitution(summary, config, embed=bag_of_words)
 
 

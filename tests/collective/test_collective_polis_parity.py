@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from polis_data import ccai, needs_polis_data, open_data
 
+from charter.bench.collective import ari_between, reddwarf_groups, run_reddwarf
 from charter.collective.analysis import Analysis, AnalysisConfig, analyze, write_analysis
-from charter.collective.bench import ari_between, reddwarf_groups, run_reddwarf
 from charter.collective.ingestion import ingest
 from charter.collective.stats import Direction
 

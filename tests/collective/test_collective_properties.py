@@ -26,8 +26,8 @@ from collective_helpers import write_csv
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from charter.collective.conversation import Conversation
 from charter.collective.ingestion import ingest, read_conversation, write_conversation
-from charter.collective.votes import Conversation
 from charter.errors import CharterError
 
 PROPERTY_SETTINGS = settings(

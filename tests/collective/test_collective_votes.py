@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from polis_data import ccai, needs_polis_data, open_data
 
+from charter.collective.conversation import Conversation
 from charter.collective.ingestion import ingest, read_conversation, write_conversation
-from charter.collective.votes import Conversation
 from charter.errors import InputError
 
 ARABIC = "يجب أن يكون الذكاء الاصطناعي صادقًا، حتى عندما تكون الحقيقة مزعجة."

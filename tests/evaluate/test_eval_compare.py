@@ -21,13 +21,8 @@ from pydantic import ValidationError
 
 from charter.backends.fake import FakeBackend
 from charter.errors import BackendError, CharterError, ConfigError, InputError
-from charter.evaluate.compare import (
-    ANSWERS,
-    COMPARISONS,
-    EvalOptions,
-    axis_constitution,
-    evaluate_models,
-)
+from charter.evaluate.compare import evaluate_models
+from charter.evaluate.options import ANSWERS, COMPARISONS, EvalOptions, axis_constitution
 from charter.records import Completion, Message, Sampling
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from eval_fakes import KeywordDetector
 
-from charter.evaluate.compare import EvalOptions, evaluate_models
+from charter.evaluate.compare import evaluate_models
+from charter.evaluate.options import EvalOptions
 from charter.evaluate.report import write_report
 from conftest import run_cli
 
@@ -114,7 +115,7 @@ def test_preference_model_scores_every_answer(
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     import charter.train.rm
-    from charter.evaluate.compare import ANSWERS
+    from charter.evaluate.options import ANSWERS
     from charter.train.rm import score_rows
 
     rm = tmp_path / "rm" / "merged"  # the layout of `charter train rm --out tmp/rm`

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charter.collective.embeddings import bag_of_words
+from charter.backends.embeddings import bag_of_words
 from charter.errors import InputError
 from charter.evaluate.refusal import (
     PATTERNS,
@@ -316,7 +316,7 @@ def test_precision_and_recall_on_the_hand_labelled_answers_are_the_readme_number
 
 @pytest.mark.slow
 def test_retraining_on_minilm_reproduces_the_shipped_classifier() -> None:
-    from charter.collective.embeddings import minilm
+    from charter.backends.embeddings import minilm
 
     shipped = load_classifier()
     retrained = train_classifier(load_training_data(), minilm, c=shipped.c)

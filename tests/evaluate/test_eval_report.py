@@ -12,7 +12,8 @@ import pytest
 from eval_fakes import KeywordDetector, is_ar, judge, refuser, write_inputs
 
 from charter.backends.fake import FakeBackend
-from charter.evaluate.compare import EvalOptions, evaluate_models
+from charter.evaluate.compare import evaluate_models
+from charter.evaluate.options import EvalOptions
 from charter.evaluate.report import write_report
 
 SCRIPT = "<script>alert(1)</script>"

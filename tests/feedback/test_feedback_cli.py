@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from charter.cli.bench_label import bench_label_cmd
+from charter.cli.bench import bench_label_cmd
 from charter.cli.label import label
 from conftest import run_cli
 
@@ -29,19 +29,19 @@ def test_label_command_writes_and_resumes(tmp_path: Path, tiny_model_dir: Path) 
     result = CliRunner().invoke(label, label_args(tiny_model_dir, out))
     assert result.exit_code == 0, result.output
     assert "3 pairs, 12 votes" in result.output
-    rows = [json.loads(x) for x in (out / "label" / "prefs.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (out / "prefs.jsonl").read_text().splitlines()]
     assert len(rows) == 3
     for r in rows:
         assert {"prompt", "chosen", "rejected", "p_chosen", "votes", "labeler", "seed"} <= set(r)
         assert r["p_chosen"] >= 0.5 and len(r["votes"]) == 4
         assert r["labeler"]["backend"] == f"hf:{tiny_model_dir}"
         assert len(r["labeler"]["model_sha256"]) == 64
-    summary = json.loads((out / "label" / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["n_pairs"] == 3 and summary["queries_per_s"] > 0
-    before = (out / "label" / "prefs.jsonl").read_text()
+    before = (out / "prefs.jsonl").read_text()
     again = CliRunner().invoke(label, label_args(tiny_model_dir, out, "--resume"))
     assert again.exit_code == 0, again.output
-    assert (out / "label" / "prefs.jsonl").read_text() == before
+    assert (out / "prefs.jsonl").read_text() == before
     refused = CliRunner().invoke(label, label_args(tiny_model_dir, out))
     assert refused.exit_code != 0 and "--resume" in str(refused.exception)
 
@@ -72,7 +72,7 @@ def test_bench_label_reports_both_speeds(tiny_model_dir: Path) -> None:
 
 def test_command_modules_do_not_import_torch() -> None:
     code = (
-        "import sys, charter.cli.label, charter.cli.evaluate, charter.cli.bench_label; "
+        "import sys, charter.cli.label, charter.cli.evaluate, charter.cli.bench; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -90,6 +90,6 @@ def _registered() -> bool:
 def test_charter_label_subprocess(tmp_path: Path, tiny_model_dir: Path) -> None:
     done = run_cli(["label", *label_args(tiny_model_dir, tmp_path / "run")])
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "run" / "label" / "prefs.jsonl").exists()
+    assert (tmp_path / "run" / "prefs.jsonl").exists()
     helps = [run_cli([*cmd, "--help"]) for cmd in (["evaluate", "mc"], ["bench", "label"])]
     assert all(h.returncode == 0 for h in helps), [h.stderr for h in helps]

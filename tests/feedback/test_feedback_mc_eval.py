@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from charter.backends.fake import FakeBackend
 from charter.cli.evaluate import evaluate
 from charter.errors import InputError
+from charter.evaluate.stats import wilson_interval
 from charter.feedback.mc_eval import (
     Loaded,
     MCItem,
@@ -20,7 +21,6 @@ from charter.feedback.mc_eval import (
     read_mc,
     reliability_plot,
     swap_options,
-    wilson_interval,
 )
 from charter.records import OptionQuery
 
@@ -119,7 +119,7 @@ def test_cli_json_and_plot(tmp_path: Path, tiny_model_dir: Path) -> None:
         evaluate,
         [
             "mc",
-            "--backend",
+            "--model",
             f"hf:{tiny_model_dir}",
             "--data",
             str(data),
@@ -143,7 +143,7 @@ def test_embedded_on_a_subset_of_the_hhh_evals(tmp_path: Path) -> None:
     subset = tmp_path / "hhh-16.jsonl"
     subset.write_text("".join(HHH.read_text(encoding="utf-8").splitlines(keepends=True)[:16]))
     result = CliRunner().invoke(
-        evaluate, ["mc", "--backend", "embedded", "--data", str(subset), "--json", "--no-progress"]
+        evaluate, ["mc", "--model", "embedded", "--data", str(subset), "--json", "--no-progress"]
     )
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout)

@@ -11,13 +11,55 @@ from typing import Any
 import pytest
 
 from charter.backends.fake import FakeBackend
+from charter.backends.pool import BackendPool
 from charter.constitution.load import load_constitution
+from charter.constitution.schema import Constitution
 from charter.errors import CharterError, InputError
-from charter.feedback import LabelConfig, PreferenceRecord, label_stage, read_pairs
-from charter.feedback.stage import Backends
+from charter.feedback import (
+    LabelConfig,
+    LabelInputs,
+    ModelRole,
+    PairRecord,
+    PreferenceRecord,
+    read_pairs,
+    run_label,
+)
+from charter.generate import GenerationConfig
 from charter.jsonl import read_jsonl
 from charter.records import Message, OptionQuery, PromptRecord, Sampling
 from charter.runs import RunFolder
+from charter.stage import StageContext
+
+Backends = BackendPool
+
+
+def label_stage(
+    run: RunFolder,
+    prompts: Sequence[PromptRecord],
+    constitution: Constitution,
+    cfg: LabelConfig,
+    *,
+    feedback: str,
+    policy: str | None = None,
+    sampling: Sampling | None = None,
+    pairs: Sequence[PairRecord] | None = None,
+    progress: bool = False,
+    backends: BackendPool | None = None,
+) -> dict[str, Any]:
+    """The label stage through its contract, in `label/` of the run folder as in a run."""
+    policy_cfg = None
+    if policy is not None and sampling is not None:
+        policy_cfg = GenerationConfig(
+            model=policy, max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature
+        )
+    inputs = LabelInputs(
+        prompts=list(prompts),
+        pairs=None if pairs is None else list(pairs),
+        policy=policy_cfg,
+        feedback=ModelRole(model=feedback),
+    )
+    ctx = StageContext(run, backends or BackendPool(4), constitution, progress, folder="label")
+    return run_label(ctx, inputs, cfg).summary
 
 
 def prompts(n: int) -> list[PromptRecord]:
@@ -48,7 +90,7 @@ def prefers_good(q: OptionQuery) -> dict[str, float]:
 
 
 def run_stage(tmp: Path, n: int = 5, *, resume: bool = False, **kw: Any) -> dict[str, Any]:
-    backends = Backends(batch_size=4)
+    backends = BackendPool(4)
     policy = TwoAnswers(answers=policy_answers)
     feedback = FakeBackend(logprobs=prefers_good, spec="fake")
     backends.provide("fake:policy", policy)
@@ -89,7 +131,7 @@ def test_stage_writes_prefs_summary_and_manifest(tmp_path: Path) -> None:
     on_disk = json.loads((folder / "summary.json").read_text())
     assert on_disk["n_pairs"] == 5
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["stages"]["label/label"]["status"] == "complete"
+    assert manifest["stages"]["label"]["status"] == "complete"
     assert manifest["stages"]["label/pairs"]["records"] == 5
 
 
@@ -101,9 +143,9 @@ def test_resume_labels_only_what_is_missing(tmp_path: Path) -> None:
     prefs.write_text("".join(lines[:3]) + lines[3][:20])
     manifest_path = tmp_path / "run" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["stages"]["label/label"]["status"] = "running"
+    manifest["stages"]["label"]["status"] = "running"
     manifest_path.write_text(json.dumps(manifest))
-    backends = Backends(batch_size=4)
+    backends = BackendPool(4)
     feedback = FakeBackend(logprobs=prefers_good, spec="fake")
     backends.provide("fake", feedback)
     backends.provide("fake:policy", TwoAnswers(answers=policy_answers))
@@ -128,7 +170,7 @@ def test_pairs_from_a_file(tmp_path: Path) -> None:
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     pairs = read_pairs(data)
     assert [p.responses for p in pairs] == [("bad one", "good one"), ("good two", "bad two")]
-    backends = Backends(batch_size=4)
+    backends = BackendPool(4)
     backends.provide("fake", FakeBackend(logprobs=prefers_good, spec="fake"))
     run = RunFolder.open(tmp_path / "run", {})
     summary = label_stage(
@@ -174,7 +216,7 @@ def test_bad_pairs_file_names_line_and_field(
 
 def test_policy_needs_temperature(tmp_path: Path) -> None:
     with pytest.raises(CharterError, match="temperature > 0"):
-        backends = Backends(batch_size=4)
+        backends = BackendPool(4)
         backends.provide("fake", FakeBackend())
         label_stage(
             RunFolder.open(tmp_path / "run", {}),
@@ -245,11 +287,11 @@ def test_embedded_label_16_rows_that_dpo_accepts(
     ]  # fmt: skip
     result = CliRunner().invoke(label, args)
     assert result.exit_code == 0, result.output
-    prefs = out / "label" / "prefs.jsonl"
+    prefs = out / "prefs.jsonl"
     rows = read_jsonl(prefs, PreferenceRecord)
     assert len(rows) == 16
     assert all(0.5 <= r.p_chosen <= 1 and len(r.votes) == 4 for r in rows)
-    summary = json.loads((out / "label" / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["order_agreement"] is not None and summary["letter_bias"] is not None
     # The rows, not the model, are under test: the tiny model's tokenizer and chat template keep
     # TRL's preprocessing and a training step fast.

@@ -9,8 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from charter.backends.embeddings import bag_of_words
 from charter.backends.fake import FakeBackend
-from charter.collective.embeddings import bag_of_words
 from charter.constitution.load import load_constitution
 from charter.errors import ConfigError
 from charter.records import OptionQuery

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from charter.backends import load_backend
-from charter.collective.embeddings import bag_of_words
+from charter.backends.embeddings import bag_of_words
 from charter.data import load_prompts
 from charter.jsonl import read_jsonl
 from charter.redteam import evals as E

@@ -60,7 +60,7 @@ def test_redteam_on_the_embedded_model_feeds_sl(tmp_path: Path, embedded_dir: Pa
     sl = run_cli(
         [
             "sl",
-            "--backend",
+            "--model",
             "embedded",
             "--prompts",
             str(out / "prompts.jsonl"),

@@ -11,7 +11,7 @@ import pytest
 
 from charter.backends.fake import FakeBackend
 from charter.errors import InputError
-from charter.feedback.mc_eval import wilson_interval
+from charter.evaluate.stats import wilson_interval
 from charter.records import Message, OptionQuery
 from charter.redteam import evals as E
 

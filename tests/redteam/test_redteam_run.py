@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from charter.backends.embeddings import bag_of_words
 from charter.backends.fake import FakeBackend
-from charter.collective.embeddings import bag_of_words
 from charter.data import load_prompts
 from charter.errors import ConfigError, InputError, RunFolderError
-from charter.feedback.mc_eval import wilson_interval
+from charter.evaluate.stats import wilson_interval
 from charter.jsonl import read_jsonl
 from charter.records import Message, OptionQuery
 from charter.redteam import judge as J

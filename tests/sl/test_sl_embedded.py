@@ -20,7 +20,7 @@ def test_sl_on_builtin_red_team(tmp_path: Path) -> None:
     r = run_cli(
         [
             "sl",
-            "--backend",
+            "--model",
             "embedded",
             "--prompts",
             "builtin:red-team",
@@ -60,7 +60,7 @@ def test_sl_in_arabic(tmp_path: Path) -> None:
     r = run_cli(
         [
             "sl",
-            "--backend",
+            "--model",
             "embedded",
             "--prompts",
             "builtin:red-team",

@@ -14,13 +14,23 @@ from pathlib import Path
 import pytest
 
 from charter.backends.fake import FakeBackend
+from charter.backends.pool import BackendPool
 from charter.constitution.load import dump_constitution
 from charter.constitution.schema import Constitution, CritiqueRevisionExample, FewShot, Principle
+from charter.generate import GenerationConfig
 from charter.records import Message, PromptRecord, Sampling
 from charter.runs import JsonlWriter, RunFolder
-from charter.sl import SLConfig, check_revision, critique_and_revise, draw_principles, sl_stage
+from charter.sl import (
+    SLConfig,
+    SLInputs,
+    check_revision,
+    critique_and_revise,
+    draw_principles,
+    run_sl,
+)
 from charter.sl.checks import strip_meta
 from charter.sl.stage import SLSample
+from charter.stage import StageContext
 from conftest import run_cli
 
 PRINCIPLES = [
@@ -164,18 +174,11 @@ def test_stage_writes_sft_and_summary_and_mixes_helpful(tmp_path: Path) -> None:
     helpful = [PromptRecord(id=f"h{i}", prompt=f"helpful {i}") for i in range(10)]
     cfg = SLConfig(rounds=1, helpful_ratio=0.5)
     # The fake backend is created by spec, as a user would name it.
-    summary = sl_stage(
-        run,
-        prompts(4),
-        helpful,
-        "fake",
-        {"answers": scripted},
-        CONSTITUTION,
-        cfg,
-        Sampling(),
-        batch_size=4,
-        progress=False,
-    )
+    # The fake backend is loaded by the pool from its spec and options.
+    ctx = StageContext(run, BackendPool(4), CONSTITUTION, progress=False)
+    policy = GenerationConfig(model="fake", model_options={"answers": scripted}, batch_size=4)
+    inputs = SLInputs(prompts=prompts(4), helpful=helpful, policy=policy)
+    summary = run_sl(ctx, inputs, cfg).summary
     assert summary["n_samples"] == 4 and summary["n_revised"] == 4
     assert summary["n_helpful"] == 2 and summary["n_sft"] == 6
     for key in ("n_samples", "acceptance_rate", "tokens_per_s", "per_principle", "per_round"):
@@ -186,7 +189,7 @@ def test_stage_writes_sft_and_summary_and_mixes_helpful(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["n_sft"] == 6
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["stages"]["sl"]["status"] == "complete"
-    assert manifest["stages"]["sl-helpful"]["status"] == "complete"
+    assert manifest["stages"]["sl/helpful"]["status"] == "complete"
 
 
 def write_inputs(tmp_path: Path, n: int) -> tuple[Path, Path]:
@@ -205,7 +208,7 @@ def test_kill_mid_round_then_resume(tmp_path: Path) -> None:
     out = tmp_path / "sl"
     args = [
         "sl",
-        "--backend",
+        "--model",
         "fake",
         "--constitution",
         str(c),
@@ -222,7 +225,7 @@ def test_kill_mid_round_then_resume(tmp_path: Path) -> None:
         "--no-progress",
     ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "charter", *args, "--backend-opt", "delay=0.1"],
+        [sys.executable, "-m", "charter", *args, "--model-opt", "delay=0.1"],
         env=os.environ.copy(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -105,7 +105,8 @@ def test_cli_dpo_sigmoid_and_ipo(tmp_path: Path, tiny_model_dir: Path) -> None:
         out = tmp_path / loss
         args = [
             "dpo", "--model", f"hf:{tiny_model_dir}", "--data", str(data), "--out", str(out),
-            "--loss", loss, "--max-steps", "2", "--batch-size", "2", "--no-progress", "--no-eval",
+            "--loss", loss, "--max-steps", "2", "--batch-size", "2", "--no-progress",
+            "--no-evaluate",
         ]  # fmt: skip
         result = CliRunner().invoke(train, args)
         assert result.exit_code == 0, result.output

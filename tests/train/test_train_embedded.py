@@ -1,5 +1,5 @@
 """SFT then soft DPO on the real embedded model (LoRA, a few steps, short sequences), and the
-merged result used by `charter generate --backend hf:OUT/merged`."""
+merged result used by `charter generate --model hf:OUT/merged`."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_embedded_sft_then_dpo_and_generate(tmp_path: Path, embedded_dir: Path) 
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"id": "q", "prompt": "How do I pick a lock?"}) + "\n")
     proc = run_cli(
-        ["generate", "--backend", f"hf:{dpo.merged}", "--prompts", str(prompts),
+        ["generate", "--model", f"hf:{dpo.merged}", "--prompts", str(prompts),
          "--out", str(tmp_path / "gen"), "--max-new-tokens", "16", "--temperature", "0",
          "--no-progress"],
         timeout=300,

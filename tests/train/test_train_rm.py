@@ -80,7 +80,7 @@ def test_train_rm_then_score(tmp_path: Path, tiny_model_dir: Path) -> None:
     out = tmp_path / "rm"
     args = [
         "rm", "--model", f"hf:{tiny_model_dir}", "--data", str(data), "--out", str(out),
-        "--max-steps", "8", "--lr", "2e-3", "--no-progress",
+        "--max-steps", "8", "--learning-rate", "2e-3", "--no-progress",
     ]  # fmt: skip
     result = CliRunner().invoke(train, args)
     assert result.exit_code == 0, result.output

@@ -5,7 +5,8 @@ priority) and submit their own; admins create conversations, moderate, watch the
 of `charter.collective`, export Polis-format CSVs and draft a constitution. Modules: `db`
 (tables, SQLite WAL / PostgreSQL), `store` (every operation, HTTP-free), `priority` (which
 statement next), `security` (tokens, CSRF, rate limits), `export` (Polis CSVs and the live
-`Conversation`), `live` (cached analysis), `app` (settings, factory, JSON API), `pages` (HTML),
+`Conversation`), `live` (cached analysis), `schemas` (request and answer models), `deps`
+(settings, the app's shared state, dependencies), `app` (factory, JSON API), `pages` (HTML),
 `i18n` (English and Arabic). FastAPI and SQLAlchemy are imported only when the app is built.
 """
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from charter.assembly.app import AssemblySettings
+    from charter.assembly.deps import AssemblySettings
 
 __all__ = ["create_app"]
 

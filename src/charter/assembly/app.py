@@ -1,4 +1,4 @@
-"""The FastAPI app: settings, the factory, and the JSON API (`/api/...`, schema at `/openapi.json`).
+"""The FastAPI app: the factory and the JSON API (`/api/...`, schema at `/openapi.json`).
 
 Participants send `X-Participant-Token`, admins `Authorization: Bearer <token>`; the HTML pages
 (`charter.assembly.pages`) use cookies for the same tokens. Every request body is capped in size
@@ -10,275 +10,53 @@ database answers 503 with `Retry-After`; rate limits answer 429 with `Retry-Afte
 from __future__ import annotations
 
 import json
-import random
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from charter.assembly import export, store
 from charter.assembly.body_limit import BodyLimit
-from charter.assembly.db import DEFAULT_DB, Database, DatabaseBusy
-from charter.assembly.live import AnalysisCache
-from charter.assembly.security import AdminCheck, Rate, RateLimiter, csrf_key, setup_admin_token
-from charter.assembly.store import AssemblyError, Language, Participant
-from charter.collective.analysis import AnalysisSummary
-from charter.records import Strict
+from charter.assembly.db import DatabaseBusy
+from charter.assembly.deps import (
+    Admin,
+    Assembly,
+    AssemblyDep,
+    AssemblySettings,
+    ParticipantDep,
+    RateLimited,
+    csv_response,
+    draft_yaml,
+    export_text,
+)
+from charter.assembly.pages import STATIC_DIR, error_page, pages
+from charter.assembly.schemas import (
+    MAX_ID,
+    AnalysisOut,
+    ConversationIn,
+    ConversationOut,
+    ConvId,
+    Created,
+    DraftIn,
+    InvitesIn,
+    InvitesOut,
+    ModerationIn,
+    NextOut,
+    ParticipantIn,
+    ParticipantOut,
+    Problem,
+    ProgressOut,
+    StatementIn,
+    StatementOut,
+    VoteIn,
+    VoteOut,
+)
+from charter.assembly.store import AssemblyError
 
-MAX_ID = 2**31 - 1
-MAX_STATEMENT_CHARS = 300  # Polis allows 140; room for one sentence in Arabic or German
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# Lone surrogates cannot be encoded as UTF-8 (neither database stores them); NUL neither in
-# PostgreSQL text.
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
-# Creating a conversation carries up to 500 seed statements (JSON may spell each character as
-# six bytes, `\u0627`): the two routes that do get a larger cap than everything else.
-ADMIN_BODY_ROUTES = frozenset({("POST", "/api/conversations"), ("POST", "/admin/conversations")})
-
-
-@dataclass
-class AssemblySettings:
-    """How one assembly server runs. Rates are token buckets per process (see `docs/assembly.md`
-    for what they stop and what they do not)."""
-
-    db_url: str = DEFAULT_DB
-    admin_token: str | None = None  # CHARTER_ADMIN_TOKEN; at least 32 characters
-    # writes (votes, statements, joins) by one participant
-    participant_rate: Rate = field(default_factory=lambda: Rate(per_minute=120, burst=30))
-    # writes by one client address, all participants together
-    address_rate: Rate = field(default_factory=lambda: Rate(per_minute=600, burst=120))
-    # new participants from one client address: a new participant starts with a full
-    # participant bucket, so without this one address could mint voters without limit
-    join_rate: Rate = field(default_factory=lambda: Rate(per_minute=10, burst=10))
-    max_body_bytes: int = 64 * 1024  # every request body but the two below
-    max_admin_body_bytes: int = 2 * 1024 * 1024  # creating a conversation (ADMIN_BODY_ROUTES)
-    busy_timeout_s: float = 2.0  # wait this long for a locked database, then answer 503
-    max_waiting_writes: int = 32  # requests waiting to write at once (of 40 worker threads)
-    synchronous: str = "FULL"
-    secure_cookies: bool = False  # set behind HTTPS
-    seed: int | None = None  # statement draws; None: random
-
-    def body_limit(self, scope: Scope) -> int:
-        """The body cap, in bytes, for one request."""
-        if (scope.get("method"), scope.get("path")) in ADMIN_BODY_ROUTES:
-            return max(self.max_body_bytes, self.max_admin_body_bytes)
-        return self.max_body_bytes
-
-
-def clean_text(value: str) -> str:
-    """Statement text as stored: surrounding space trimmed, no control characters."""
-    value = value.strip()
-    if not value:
-        raise ValueError("empty text")
-    if _CONTROL.search(value) or _UNSTORABLE.search(value):
-        raise ValueError("control characters are not allowed")
-    return value
-
-
-def storable_text(value: str) -> str:
-    """Free text (a description: newlines allowed) that both databases can store."""
-    if _UNSTORABLE.search(value):
-        raise ValueError("NUL bytes and lone surrogates are not allowed")
-    return value
-
-
-def exact_int(value: object) -> object:
-    """Refuse booleans and floats where an integer is meant: `{"vote": true}` is not a vote.
-    (Pydantic's lax mode reads `true` as 1 and `1.0` as 1 for a `Literal[-1, 0, 1]`.)"""
-    if type(value) is not int:
-        raise ValueError("must be an integer (not a boolean, string or float)")
-    return value
-
-
-StatementText = Annotated[
-    str, Field(min_length=1, max_length=MAX_STATEMENT_CHARS), AfterValidator(clean_text)
-]
-ConvId = Annotated[int, Path(ge=1, le=MAX_ID, description="The conversation id.")]
-
-
-class ConversationIn(Strict):
-    topic: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(clean_text)]
-    description: Annotated[str, Field(max_length=4000), AfterValidator(storable_text)] = ""
-    language: Language = "en"
-    seed_statements: Annotated[list[StatementText], Field(max_length=500)] = Field(
-        default_factory=list
-    )
-    strict_moderation: bool = Field(
-        True, description="Participants' statements are shown only once moderated in."
-    )
-    invite_only: bool = Field(False, description="Joining needs an invite code.")
-
-
-class Created(Strict):
-    id: int
-
-
-class ConversationOut(Strict):
-    id: int
-    topic: str
-    description: str
-    language: Language
-    strict_moderation: bool
-    invite_only: bool
-
-
-class ParticipantIn(Strict):
-    invite_code: Annotated[str, Field(max_length=100)] | None = None
-
-
-class ParticipantOut(Strict):
-    token: str
-
-
-class NextOut(Strict):
-    statement_id: int
-    text: str
-
-
-StrictId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
-VoteValue = Annotated[Literal[-1, 0, 1], BeforeValidator(exact_int)]
-
-
-class VoteIn(Strict):
-    statement_id: StrictId
-    vote: VoteValue = Field(description="1 agree, -1 disagree, 0 pass (integers; not booleans).")
-
-
-class VoteOut(Strict):
-    replaced: bool = Field(
-        description="True when this vote replaced the participant's earlier one."
-    )
-
-
-class StatementIn(Strict):
-    text: StatementText
-
-
-class StatementOut(Strict):
-    statement_id: int
-    text: str
-    moderated: Literal[-1, 0, 1]
-    n_agree: int = 0
-    n_disagree: int = 0
-    n_pass: int = 0
-
-
-class ModerationIn(Strict):
-    moderated: VoteValue = Field(description="1 in, -1 out, 0 pending.")
-
-
-class InvitesIn(Strict):
-    count: Annotated[int, Field(ge=1, le=1000, strict=True)]
-
-
-class InvitesOut(Strict):
-    codes: list[str]
-
-
-class ProgressOut(Strict):
-    voted: int
-    total: int
-
-
-class AnalysisOut(Strict):
-    summary: AnalysisSummary | None
-    problem: str | None = None
-
-
-class DraftIn(Strict):
-    min_gic: Annotated[float, Field(ge=0, le=1)] | None = None
-    min_group_agree: Annotated[float, Field(ge=0, le=1)] | None = None
-    max_principles: Annotated[int, Field(ge=1, le=1000)] | None = None
-    name: Annotated[str, Field(max_length=100)] | None = None
-
-
-class Problem(BaseModel):
-    """An error: a sentence, or (422 from validation) FastAPI's list of field errors."""
-
-    detail: str | list[dict[str, Any]]
-
-
-class Assembly:
-    """The app's shared state: database, admin check, CSRF key, rate limits, analysis cache."""
-
-    def __init__(self, settings: AssemblySettings) -> None:
-        self.settings = settings
-        self.db = Database(
-            settings.db_url,
-            synchronous=settings.synchronous,
-            busy_timeout_s=settings.busy_timeout_s,
-            max_waiting_writes=settings.max_waiting_writes,
-        )
-        self.db.create_all()
-        self.generated_admin_token = setup_admin_token(self.db, settings.admin_token)
-        self.admin = AdminCheck(self.db)
-        self.csrf_key = csrf_key(self.db)
-        self.per_participant = RateLimiter(settings.participant_rate)
-        self.per_address = RateLimiter(settings.address_rate)
-        self.joins = RateLimiter(settings.join_rate)
-        self.analyses = AnalysisCache(self.db)
-        self.rng = random.Random(settings.seed)
-
-    def limit(
-        self, request: Request, participant: Participant | None = None, *, joining: bool = False
-    ) -> None:
-        """Count one write against the caller's address, and its participant or (`joining`) the
-        address's new participants; 429 when any of them is over, and then none is counted."""
-        address = request.client.host if request.client else "unknown"
-        checks = [(self.per_address, address)]
-        if joining:
-            checks.append((self.joins, address))
-        if participant is not None:
-            checks.append((self.per_participant, f"p{participant.id}"))
-        wait = max(limiter.wait(key) for limiter, key in checks)
-        if wait:
-            raise RateLimited(wait)
-        for limiter, key in checks:
-            limiter.take(key)
-
-
-class RateLimited(Exception):
-    def __init__(self, wait: float) -> None:
-        super().__init__("rate limited")
-        self.wait = wait
-
-
-def get_assembly(request: Request) -> Assembly:
-    assembly: Assembly = request.app.state.assembly
-    return assembly
-
-
-AssemblyDep = Annotated[Assembly, Depends(get_assembly)]
-
-
-def require_admin(
-    assembly: AssemblyDep,
-    authorization: Annotated[str | None, Header()] = None,
-) -> None:
-    token = None
-    if authorization and authorization.lower().startswith("bearer "):
-        token = authorization[7:].strip()
-    if not assembly.admin.ok(token):
-        raise AssemblyError(401, "admin token required (Authorization: Bearer <token>)")
-
-
-def participant_dep(
-    id: ConvId,
-    assembly: AssemblyDep,
-    x_participant_token: Annotated[str | None, Header(max_length=200)] = None,
-) -> Participant:
-    return store.participant_for(assembly.db, id, x_participant_token)
-
-
-Admin = Depends(require_admin)
-ParticipantDep = Annotated[Participant, Depends(participant_dep)]
 ERRORS: dict[int | str, dict[str, object]] = {
     c: {"model": Problem} for c in (401, 403, 404, 409, 413, 422, 429, 503)
 }
@@ -414,52 +192,6 @@ def draft(id: ConvId, body: DraftIn, assembly: AssemblyDep) -> PlainTextResponse
     return PlainTextResponse(text, media_type="application/yaml")
 
 
-def draft_yaml(assembly: Assembly, cid: int, body: DraftIn) -> str:
-    from pydantic import ValidationError
-
-    from charter.collective.draft import DraftConfig, draft_constitution
-    from charter.constitution.load import dump_constitution
-    from charter.errors import ConfigError
-
-    store.get_conversation(assembly.db, cid)
-    live = assembly.analyses.get(cid)
-    if live.summary is None:
-        raise AssemblyError(409, live.problem or "nothing to analyze")
-    try:
-        config = DraftConfig(
-            min_gic=body.min_gic,
-            min_group_agree=body.min_group_agree,
-            max_principles=body.max_principles,
-            name=body.name or None,
-        )
-        constitution = draft_constitution(live.summary, config)
-    except (ValidationError, ConfigError) as e:
-        raise AssemblyError(409, str(e).splitlines()[0]) from None
-    return dump_constitution(constitution)
-
-
-def export_text(assembly: Assembly, cid: int, name: str) -> str:
-    """One of the Polis export files (`export.EXPORT_FILES`) of conversation `cid`."""
-    store.get_conversation(assembly.db, cid)
-    if name == "comments.csv":
-        return export.comments_csv(assembly.db, cid)
-    if name == "votes.csv":
-        return export.votes_csv(assembly.db, cid)
-    if name == "participants-votes.csv":
-        live = assembly.analyses.get(cid)
-        groups = live.groups if live.summary is not None else None
-        return export.participants_votes_csv(assembly.db, cid, groups)
-    raise AssemblyError(404, "no such export")
-
-
-def csv_response(text: str, name: str) -> PlainTextResponse:
-    return PlainTextResponse(
-        text,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
-
-
 def _export(name: str) -> Callable[..., PlainTextResponse]:
     def route(id: ConvId, assembly: AssemblyDep) -> PlainTextResponse:
         return csv_response(export_text(assembly, id, name), name)
@@ -484,8 +216,6 @@ def create_app(settings: AssemblySettings | None = None) -> FastAPI:
     """The whole app (API, pages, static files) over the database in `settings.db_url`."""
     from fastapi.staticfiles import StaticFiles
 
-    from charter.assembly.pages import STATIC_DIR, pages
-
     settings = settings or AssemblySettings()
     app = FastAPI(
         title="charter assembly",
@@ -501,8 +231,6 @@ def create_app(settings: AssemblySettings | None = None) -> FastAPI:
     async def _refused(request: Request, e: AssemblyError) -> Response:
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": e.code}, status_code=e.status)
-        from charter.assembly.pages import error_page
-
         return error_page(request, e.status, e.code)
 
     @app.exception_handler(RateLimited)
@@ -527,8 +255,6 @@ def create_app(settings: AssemblySettings | None = None) -> FastAPI:
         headers = {"Retry-After": str(e.retry_after)}
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": str(e)}, status_code=503, headers=headers)
-        from charter.assembly.pages import error_page
-
         page = error_page(request, 503, f"database busy: {e}")
         page.headers.update(headers)
         return page

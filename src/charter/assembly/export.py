@@ -32,8 +32,9 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 
 from charter.assembly.db import Database, participants, statements, votes
+from charter.collective.conversation import Conversation, IngestReport, Statement
 from charter.collective.ingestion import build_conversation
-from charter.collective.votes import Conversation, IngestReport, RawVotes, Statement
+from charter.collective.votes import RawVotes
 
 EXPORT_FILES = ("comments.csv", "votes.csv", "participants-votes.csv")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

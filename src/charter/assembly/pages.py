@@ -20,13 +20,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import TypeAdapter, ValidationError
 
 from charter.assembly import export, store
-from charter.assembly.app import (
-    MAX_ID,
-    MAX_STATEMENT_CHARS,
+from charter.assembly.deps import (
     Assembly,
-    DraftIn,
     RateLimited,
-    StatementText,
     csv_response,
     draft_yaml,
     export_text,
@@ -34,6 +30,13 @@ from charter.assembly.app import (
 )
 from charter.assembly.i18n import Translator, pick_language
 from charter.assembly.live import MAP_SIZE
+from charter.assembly.schemas import (
+    MAX_ID,
+    MAX_STATEMENT_CHARS,
+    ConversationIn,
+    DraftIn,
+    StatementText,
+)
 from charter.assembly.security import csrf_ok, csrf_token
 from charter.assembly.store import AssemblyError, Participant
 
@@ -347,8 +350,6 @@ def admin_create(
 ) -> Response:
     _check_csrf(request, csrf)
     assembly = _require_admin(request)
-    from charter.assembly.app import ConversationIn
-
     try:
         body = ConversationIn(
             topic=topic,

@@ -448,7 +448,7 @@ def score_batches(lengths: Sequence[int], max_rows: int, max_positions: int) -> 
 def _source_folder(path: str) -> Path:
     """The transformers folder a `ct2:` spec names: `embedded` or a local folder."""
     if path.strip() == "embedded":
-        from charter.models import ensure_embedded_model
+        from charter.backends.gguf_convert import ensure_embedded_model
 
         return ensure_embedded_model()
     local = Path(path).expanduser()

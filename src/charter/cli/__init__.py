@@ -13,33 +13,37 @@ import click
 from charter import __version__
 from charter.cli.assembly import assembly
 from charter.cli.bench import bench
-from charter.cli.bench_collective import collective as bench_collective
-from charter.cli.bench_label import bench_label_cmd
 from charter.cli.collective import collective
 from charter.cli.constitution import constitution
 from charter.cli.evaluate import evaluate
-from charter.cli.generate import generate, run
+from charter.cli.generate import generate
 from charter.cli.label import label
 from charter.cli.models import models
 from charter.cli.oversight import oversight
 from charter.cli.redteam import evals, redteam
+from charter.cli.run import run, runs
 from charter.cli.sl import sl
 from charter.cli.train import score, train
+from charter.cli.vocabulary import CharterGroup
 from charter.cli.w2s import w2s
 from charter.errors import CharterError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=CharterGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="charter")
 def cli() -> None:
     """charter: Constitutional AI and the alignment research around it.
 
     Start with `charter run --preset quick` (the pipeline on the embedded model, offline) or
-    `charter generate --backend embedded --prompts FILE.jsonl --out DIR`.
+    `charter generate --model embedded --prompts FILE.jsonl --out DIR`.
     """
 
 
 cli.add_command(run)
+cli.add_command(runs)
 cli.add_command(generate)
 cli.add_command(sl)
 cli.add_command(label)
@@ -55,8 +59,6 @@ cli.add_command(oversight)
 cli.add_command(redteam)
 cli.add_command(evals)
 cli.add_command(assembly)
-bench.add_command(bench_collective)
-bench.add_command(bench_label_cmd)
 
 
 def main() -> None:

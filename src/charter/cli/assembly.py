@@ -6,8 +6,10 @@ import os
 
 import click
 
+from charter.cli.vocabulary import CharterGroup
 
-@click.group()
+
+@click.group(cls=CharterGroup)
 def assembly() -> None:
     """Collect statements and votes on the web (a Polis-style public-input app)."""
 
@@ -20,8 +22,19 @@ def assembly() -> None:
     show_default=True,
     help="SQLAlchemy URL: a SQLite file (WAL) or postgresql+psycopg://user:pass@host/db.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface; put HTTPS in front).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="TCP port to listen on.",
+)
 @click.option(
     "--participant-rate",
     type=click.FloatRange(min=0, min_open=True),
@@ -85,7 +98,8 @@ def serve(
     hash is stored). Limits, status codes and PostgreSQL: docs/assembly.md."""
     import uvicorn
 
-    from charter.assembly.app import AssemblySettings, create_app
+    from charter.assembly.app import create_app
+    from charter.assembly.deps import AssemblySettings
     from charter.assembly.security import Rate
 
     settings = AssemblySettings(

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from charter.cli.options import parse_key_values
+from charter.cli.options import JSON, MODEL, MODEL_OPT, PROGRESS, REDO, SEED, parse_key_values
+from charter.cli.vocabulary import CharterGroup
 
 
 def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -27,7 +28,7 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
     return out
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=CharterGroup, invoke_without_command=True)
 @click.option(
     "--models",
     "model_args",
@@ -49,20 +50,60 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
     show_default=True,
     help="Backend that judges pairs ('none' skips win rates and Elo).",
 )
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (required with --models): answers, judgements, metrics, report.",
+)
 @click.option(
     "--lang", "langs", multiple=True, type=click.Choice(["en", "ar"]), help="Repeat; default en."
 )
 @click.option(
-    "--split", type=click.Choice(["train", "eval", "all"]), default="eval", show_default=True
+    "--split",
+    type=click.Choice(["train", "eval", "all"]),
+    default="eval",
+    show_default=True,
+    help="Which split of the prompts (eval: held out from sl and label).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="N prompts per set/lang.")
-@click.option("--constitution", "constitution_spec", default="udhr", show_default=True)
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--principles-per-pair", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--constitution",
+    "constitution_spec",
+    default="udhr",
+    show_default=True,
+    help="The constitution the judge uses: builtin NAME, a YAML/JSON FILE or collective:DIR.",
+)
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Most tokens per answer.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Prompts per backend call.",
+)
+@click.option(
+    "--principles-per-pair",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Judge: principles asked per pair of answers.",
+)
+@click.option(
+    "--bootstrap",
+    "n_boot",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples of the Elo and win-rate intervals.",
+)
+@SEED
 @click.option(
     "--mc",
     "mc_files",
@@ -70,17 +111,23 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="A multiple-choice eval file (format of `evaluate mc`); each model's accuracy.",
 )
-@click.option("--rm", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option(
-    "--backend-opt",
+    "--rm",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A reward model folder (`charter train rm`'s OUT): its reward of every answer.",
+)
+@click.option(
+    "--model-opt",
     multiple=True,
     metavar="NAME.KEY=VALUE",
-    help="An option for one model's backend (or judge.KEY=VALUE).",
+    help="An option for one model's backend (or judge.KEY=VALUE), value read as YAML.",
 )
 @click.option("--resume", is_flag=True, help="Continue the evaluation in --out.")
+@REDO
 @click.option("--report/--no-report", default=True, show_default=True, help="Write report.html.")
-@click.option("--json", "as_json", is_flag=True, help="Print metrics.json's summary as JSON.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@JSON
+@PROGRESS
 @click.pass_context
 def evaluate(
     ctx: click.Context,
@@ -99,8 +146,9 @@ def evaluate(
     seed: int,
     mc_files: tuple[Path, ...],
     rm: Path | None,
-    backend_opt: tuple[str, ...],
+    model_opt: tuple[str, ...],
     resume: bool,
+    redo: tuple[str, ...],
     report: bool,
     as_json: bool,
     progress: bool,
@@ -125,14 +173,18 @@ def evaluate(
         raise click.UsageError("--out DIR is required with --models")
     from pydantic import ValidationError
 
-    from charter.evaluate.compare import DEFAULT_PROMPTS, EvalOptions, evaluate_models
+    from charter.backends.pool import BackendPool
+    from charter.evaluate.options import DEFAULT_PROMPTS, EvalOptions
+    from charter.evaluate.stage import EVALUATE, EvalInputs
     from charter.jsonl import describe_validation_error
+    from charter.runs import RunFolder
+    from charter.stage import StageContext
 
     options: dict[str, dict[str, Any]] = {}
-    for key, value in parse_key_values(backend_opt, "--backend-opt").items():
+    for key, value in parse_key_values(model_opt, "--model-opt").items():
         name, dot, opt = key.partition(".")
         if not dot or not opt:
-            raise ConfigError(f"--backend-opt {key!r}: expected NAME.KEY=VALUE")
+            raise ConfigError(f"--model-opt {key!r}: expected NAME.KEY=VALUE")
         options.setdefault(name, {})[opt] = value
     try:
         opts = EvalOptions(
@@ -154,11 +206,12 @@ def evaluate(
         )
     except ValidationError as e:
         raise ConfigError(f"charter evaluate: {describe_validation_error(e)}") from None
-    metrics = evaluate_models(opts, out, progress=progress and not as_json, resume=resume)
-    if report:
-        from charter.evaluate.report import write_report
-
-        write_report(eval_dir=out, out=out / "report.html")
+    config = {"command": "evaluate", "evaluate": opts.model_dump(mode="json")}
+    folder = RunFolder.open(out, config, resume=resume, redo=redo)
+    inputs = EvalInputs(report=out / "report.html" if report else None)
+    with folder, BackendPool(opts.batch_size) as pool:
+        stage_ctx = StageContext(folder, pool, None, progress and not as_json, seed)
+        metrics = EVALUATE.run(stage_ctx, inputs, opts).metrics
     if as_json:
         click.echo(json.dumps({"out": str(out), "models": metrics["models"]}))
         return
@@ -194,7 +247,8 @@ def summary_table(metrics: dict[str, Any]) -> str:
 
 
 @evaluate.command("mc")
-@click.option("--backend", "backend_spec", default="embedded", show_default=True)
+@MODEL
+@MODEL_OPT
 @click.option(
     "--data",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -207,42 +261,47 @@ def summary_table(metrics: dict[str, Any]) -> str:
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder for metrics.json and reliability.png.",
+    help="Folder for metrics.json and reliability.png (none: print only).",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--backend-opt", multiple=True, metavar="KEY=VALUE")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Questions per backend call.",
+)
+@JSON
+@PROGRESS
 def mc(
-    backend_spec: str,
+    model: str,
+    model_opt: tuple[str, ...],
     data: Path,
     swap: bool,
     limit: int | None,
     out: Path | None,
     batch_size: int,
-    backend_opt: tuple[str, ...],
     as_json: bool,
     progress: bool,
 ) -> None:
     """Accuracy (Wilson 95% CI), letter bias and calibration of a backend as a labeller."""
-    from charter.backends import check_spec, load_backend
-    from charter.feedback.mc_eval import evaluate_mc, read_mc, reliability_plot
+    from charter.backends import check_spec
+    from charter.backends.pool import BackendPool
+    from charter.feedback.mc_eval import evaluate_mc, read_mc, write_mc_result
 
-    check_spec(backend_spec)
+    check_spec(model)
     items = read_mc(data)[:limit]
     if swap:
         from charter.feedback.mc_eval import swap_options
 
         for item in items:
             swap_options(item)  # fail on a bad item before loading any model
-    options = parse_key_values(backend_opt, "--backend-opt")
-    backend = load_backend(backend_spec, defaults={"batch_size": batch_size}, **options)
-    result = evaluate_mc(items, backend, swap=swap, progress=progress and not as_json)
+    options = parse_key_values(model_opt, "--model-opt")
+    with BackendPool(batch_size) as pool:
+        backend = pool.get(model, options)
+        result = evaluate_mc(items, backend, swap=swap, progress=progress and not as_json)
     result["data"] = str(data)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        result["plot"] = str(reliability_plot(result, out / "reliability.png"))
-        (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_mc_result(result, out)
     if as_json:
         click.echo(json.dumps(result))
         return

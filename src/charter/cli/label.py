@@ -7,15 +7,43 @@ from typing import Any
 
 import click
 
-from charter.cli.options import parse_key_values, prompt_run_options, select_prompts
-from charter.cli.sl import _record_selection
+from charter.cli.fields import config_from, options_from
+from charter.cli.options import (
+    JSON,
+    OUT,
+    PROGRESS,
+    SEED,
+    echo_result,
+    parse_key_values,
+    prompt_run_options,
+    select_prompts,
+)
+from charter.cli.sl import record_selection
+from charter.feedback.labeler import LabelConfig
+from charter.generate import GenerationConfig
+
+_SPEC = "a backend spec (embedded, hf:PATH, ct2:PATH, openai:URL#MODEL, vllm:MODEL, fake)"
 
 
 @click.command()
-@click.option("--policy", default="embedded", show_default=True, help="Backend that answers.")
-@click.option("--feedback", default="embedded", show_default=True, help="Backend that labels.")
 @click.option(
-    "--constitution", "constitution_spec", default="udhr", show_default=True, help="NAME or FILE."
+    "--policy", default="embedded", show_default=True, help=f"The model that answers: {_SPEC}."
+)
+@click.option(
+    "--feedback", default="embedded", show_default=True, help=f"The model that labels: {_SPEC}."
+)
+@click.option(
+    "--policy-opt", multiple=True, metavar="KEY=VALUE", help="Option of the --policy backend."
+)
+@click.option(
+    "--feedback-opt", multiple=True, metavar="KEY=VALUE", help="Option of the --feedback backend."
+)
+@click.option(
+    "--constitution",
+    "constitution_spec",
+    default="udhr",
+    show_default=True,
+    help="The constitution: builtin NAME, a YAML/JSON FILE or collective:DIR.",
 )
 @click.option(
     "--prompts",
@@ -24,61 +52,39 @@ from charter.cli.sl import _record_selection
     show_default=True,
     help="builtin:NAME, a JSONL file, hh-rlhf:PATH or hf-dataset:ID.",
 )
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@OUT
 @click.option(
     "--pairs-from",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Label these prompt/chosen/rejected rows instead of sampling pairs from --policy.",
 )
-@click.option(
-    "--principles-per-pair", "k", type=click.IntRange(min=1), default=4, show_default=True
-)
-@click.option(
-    "--few-shot",
-    type=click.IntRange(min=0),
-    default=2,
-    show_default=True,
-    help="Labelling examples of the constitution prepended to every question.",
-)
-@click.option("--cot", is_flag=True, help="Chain of thought: reasoning first, then the letter.")
+@options_from(LabelConfig, exclude={"lang", "seed", "clamp"})
 @click.option(
     "--clamp",
-    "band",
     type=(float, float),
     default=(0.4, 0.6),
     show_default=True,
     help="With --cot, the band each vote is clamped to.",
 )
-@click.option("--cot-max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True)
 @prompt_run_options
-@click.option(
-    "--chunk-size",
-    type=click.IntRange(min=1),
-    default=32,
-    show_default=True,
-    help="Pairs whose questions are scored in one call (and written together).",
+@options_from(
+    GenerationConfig,
+    only=["max_new_tokens", "temperature"],
+    defaults={"max_new_tokens": 128, "temperature": 0.8},
 )
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option(
-    "--temperature", type=click.FloatRange(min=0.0, min_open=True), default=0.8, show_default=True
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--policy-opt", multiple=True, metavar="KEY=VALUE")
-@click.option("--feedback-opt", multiple=True, metavar="KEY=VALUE")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@SEED
+@JSON
+@PROGRESS
 def label(
     policy: str,
     feedback: str,
+    policy_opt: tuple[str, ...],
+    feedback_opt: tuple[str, ...],
     constitution_spec: str,
     prompts_spec: str,
     out: Path,
     pairs_from: Path | None,
-    k: int,
-    few_shot: int,
-    cot: bool,
-    band: tuple[float, float],
-    cot_max_new_tokens: int,
     lang: str,
     limit: int | None,
     split: str | None,
@@ -86,45 +92,43 @@ def label(
     overwrite: bool,
     redo: tuple[str, ...],
     batch_size: int,
-    chunk_size: int,
-    max_new_tokens: int,
-    temperature: float,
     seed: int,
-    policy_opt: tuple[str, ...],
-    feedback_opt: tuple[str, ...],
+    as_json: bool,
     progress: bool,
+    **fields: Any,
 ) -> None:
     """RL-CAI feedback: sample two answers per prompt from --policy (or read --pairs-from),
     and label each pair with --feedback under K sampled principles, both option orders.
 
-    Writes OUT/label/pairs.jsonl, OUT/label/prefs.jsonl (TRL prompt/chosen/rejected rows with
-    the soft label p_chosen and every vote) and OUT/label/summary.json. Resumable with --resume.
+    Writes OUT/pairs.jsonl, OUT/prefs.jsonl (TRL prompt/chosen/rejected rows with the soft label
+    p_chosen and every vote) and OUT/summary.json. Resumable with --resume.
     """
-    from pydantic import ValidationError
-
     from charter.backends import check_spec
+    from charter.backends.pool import BackendPool
     from charter.constitution.load import load_constitution
     from charter.errors import ConfigError
-    from charter.feedback import LabelConfig, label_stage, read_pairs
-    from charter.records import Sampling
+    from charter.feedback import LABEL, LabelInputs, ModelRole, read_pairs
     from charter.runs import RunFolder
+    from charter.stage import StageContext
 
     check_spec(feedback)
     if pairs_from is None:
         check_spec(policy)
+    lo, hi = fields["clamp"]
     try:
-        cfg = LabelConfig(
-            principles_per_pair=k,
-            few_shot=few_shot,
-            cot=cot,
-            clamp=band,
-            cot_max_new_tokens=cot_max_new_tokens,
-            lang=lang,
-            seed=seed,
-            chunk_size=chunk_size,
-        )
-    except ValidationError as e:
-        raise ConfigError(f"--clamp {band[0]} {band[1]}: {e.errors()[0]['msg']}") from None
+        cfg = config_from(LabelConfig, fields, lang=lang, seed=seed)
+    except ConfigError as e:
+        raise ConfigError(f"--clamp {lo} {hi}: {e}") if "clamp" in str(e) else e from None
+    policy_cfg = config_from(
+        GenerationConfig,
+        fields,
+        model=policy,
+        model_options=parse_key_values(policy_opt, "--policy-opt"),
+        batch_size=batch_size,
+    )
+    feedback_role = ModelRole(
+        model=feedback, model_options=parse_key_values(feedback_opt, "--feedback-opt")
+    )
     constitution = load_constitution(constitution_spec)
     pairs = read_pairs(pairs_from)[:limit] if pairs_from is not None else None
     selection: dict[str, object] = {"source": str(pairs_from), "used": len(pairs or [])}
@@ -132,15 +136,13 @@ def label(
     if pairs is None:
         prompts, selection = select_prompts(prompts_spec, lang=lang, split=split, limit=limit)
     split = str(selection.get("split", split))
-    sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-    policy_options = parse_key_values(policy_opt, "--policy-opt")
-    feedback_options = parse_key_values(feedback_opt, "--feedback-opt")
+    sampling = policy_cfg.sampling(seed)
     config = {
         "command": "label",
         "policy": None if pairs_from else policy,
-        "policy_options": policy_options,
+        "policy_options": policy_cfg.model_options,
         "feedback": feedback,
-        "feedback_options": feedback_options,
+        "feedback_options": feedback_role.model_options,
         "pairs_from": str(pairs_from) if pairs_from else None,
         "constitution": constitution_spec,
         "constitution_sha256": constitution.compute_sha256(),
@@ -152,28 +154,25 @@ def label(
         "sampling": sampling.model_dump(mode="json"),
     }
     folder = RunFolder.open(out, config, resume=resume, overwrite=overwrite, redo=redo)
-    summary = label_stage(
-        folder,
-        prompts,
-        constitution,
-        cfg,
-        feedback=feedback,
-        policy=None if pairs is not None else policy,
-        sampling=sampling,
+    inputs = LabelInputs(
+        prompts=prompts,
         pairs=pairs,
-        policy_options=policy_options,
-        feedback_options=feedback_options,
-        batch_size=batch_size,
-        progress=progress,
+        policy=None if pairs is not None else policy_cfg,
+        feedback=feedback_role,
     )
-    _record_selection(out / "label" / "summary.json", selection)
+    with folder, BackendPool(batch_size) as pool:
+        ctx = StageContext(folder, pool, constitution, progress and not as_json, seed)
+        LABEL.run(ctx, inputs, cfg)
+    summary = record_selection(out / "summary.json", selection)
     qps = summary["queries_per_s"]
     bias = summary["letter_bias"]
     agreement = summary["order_agreement"]
-    click.echo(
-        f"{out / 'label' / 'prefs.jsonl'}: {summary['n_pairs']} pairs, {summary['n_votes']} votes, "
+    echo_result(
+        summary,
+        as_json,
+        f"{out / 'prefs.jsonl'}: {summary['n_pairs']} pairs, {summary['n_votes']} votes, "
         f"mean p_chosen {summary['p_chosen_mean']}"
         + (f", letter bias {bias:+.3f}" if bias is not None else "")
         + (f", orders agree {agreement:.0%}" if agreement is not None else "")
-        + (f", {qps:.1f} queries/s" if qps else "")
+        + (f", {qps:.1f} queries/s" if qps else ""),
     )

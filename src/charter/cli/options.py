@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -23,6 +24,44 @@ def parse_key_values(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+MODEL = click.option(
+    "--model",
+    default="embedded",
+    show_default=True,
+    help="The model the command runs: a backend spec (embedded, hf:PATH, ct2:PATH, "
+    "openai:URL#MODEL, vllm:MODEL, fake).",
+)
+MODEL_OPT = click.option(
+    "--model-opt",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Option of the --model backend, value read as YAML (repeatable), e.g. concurrency=4.",
+)
+OUT = click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Output folder: the command writes its files directly into it.",
+)
+SEED = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+JSON = click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout."
+)
+PROGRESS = click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Draw progress bars."
+)
+
+
+def echo_result(result: Any, as_json: bool, text: str) -> None:
+    """The result of a command: `result` as JSON with `--json`, else the human line `text`."""
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    else:
+        click.echo(text)
+
 
 REDO = click.option(
     "--redo",
@@ -88,7 +127,11 @@ def prompt_run_options(f: F) -> F:
     for option in reversed(
         [
             click.option(
-                "--lang", type=click.Choice(["en", "ar"]), default="en", show_default=True
+                "--lang",
+                type=click.Choice(["en", "ar"]),
+                default="en",
+                show_default=True,
+                help="Language of the prompts and the constitution.",
             ),
             click.option(
                 "--limit",
@@ -112,7 +155,13 @@ def prompt_run_options(f: F) -> F:
                 help="Delete the run in --out and start again (only a charter run folder).",
             ),
             REDO,
-            click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
+            click.option(
+                "--batch-size",
+                type=click.IntRange(min=1),
+                default=16,
+                show_default=True,
+                help="Prompts per backend call (and per flush to disk).",
+            ),
         ]
     ):
         f = option(f)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from charter.cli.vocabulary import CharterGroup, json_option, print_json, progress_option, say
 
-@click.group()
+
+@click.group(cls=CharterGroup)
 def oversight() -> None:
     """Scalable oversight: debate, consultancy, blind and oracle judges; pixel debate."""
 
@@ -26,12 +28,14 @@ def oversight() -> None:
     required=True,
     help="synthetic:N[@seed=S], or a JSONL file (our format or QuALITY-style).",
 )
-@click.option("--judge", required=True, help="Judge backend spec (embedded, hf:…, openai:…#…).")
+@click.option(
+    "--judge", required=True, help="Backend spec of the judge (embedded, hf:…, openai:…#…)."
+)
 @click.option(
     "--debater",
     "debater_specs",
     multiple=True,
-    help="Debater/consultant backend spec; repeat for cross-play and Elo.",
+    help="Backend spec of a debater/consultant; repeat for cross-play and Elo.",
 )
 @click.option(
     "--rounds",
@@ -45,6 +49,7 @@ def oversight() -> None:
     type=click.Choice(["simultaneous", "sequential"]),
     default="simultaneous",
     show_default=True,
+    help="Debaters speak at once each round, or one after the other (seeing the other's speech).",
 )
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="Only the first N questions."
@@ -56,8 +61,16 @@ def oversight() -> None:
     show_default=True,
     help="Longest speech, in tokens.",
 )
-@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.7, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0.0),
+    default=0.7,
+    show_default=True,
+    help="Sampling temperature of the debaters and consultants.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of sampling and answer order."
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -65,10 +78,16 @@ def oversight() -> None:
     show_default=True,
     help="Units per batch (written together), also hf:/embedded batch size.",
 )
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder the run is written into (transcripts.jsonl, metrics.json, plots).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out, skipping finished units.")
 @click.option("--overwrite", is_flag=True, help="Delete what --out holds and start again.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
+@json_option
 def run_cmd(
     protocols: str,
     data_spec: str,
@@ -85,6 +104,7 @@ def run_cmd(
     resume: bool,
     overwrite: bool,
     progress: bool,
+    as_json: bool,
 ) -> None:
     """Judge two-answer questions under each protocol; write transcripts, metrics and plots.
 
@@ -93,12 +113,14 @@ def run_cmd(
     """
     from pydantic import ValidationError
 
-    from charter.backends import check_spec, load_backend
+    from charter.backends import check_spec
+    from charter.backends.pool import BackendPool
     from charter.errors import ConfigError
     from charter.jsonl import describe_validation_error
     from charter.oversight.protocols import PROTOCOLS, OversightConfig
     from charter.oversight.questions import load_questions
-    from charter.oversight.run import format_summary, run_oversight
+    from charter.oversight.run import OVERSIGHT, OversightInputs, format_summary
+    from charter.stage import StageContext
 
     names = [p.strip() for p in protocols.split(",") if p.strip()]
     if names == ["all"]:
@@ -130,34 +152,38 @@ def run_cmd(
     for spec in (judge, *debater_specs):
         check_spec(spec)
     questions = load_questions(data_spec, limit=limit)  # input errors before any model loads
-    cache: dict[str, object] = {}
-
-    def backend(spec: str):  # type: ignore[no-untyped-def]
-        if spec not in cache:
-            cache[spec] = load_backend(spec, defaults={"batch_size": batch_size})
-        return cache[spec]
-
-    judge_backend = backend(judge)
-    debaters = {spec: backend(spec) for spec in debater_specs} if needs_debaters else {}
-    metrics = run_oversight(
-        questions,
-        config,
-        judge_backend,
-        debaters,
-        out,
-        resume=resume,
-        overwrite=overwrite,
+    inputs = OversightInputs(
+        questions=questions,
+        judge=judge,
+        debaters=list(debater_specs) if needs_debaters else [],
         batch_units=batch_size,
-        progress=progress,
         data_spec=data_spec,
     )
-    click.echo(format_summary(metrics), nl=False)
-    click.echo(f"{out}: {len(questions)} questions; metrics in {out / 'metrics.json'}")
+    with BackendPool(batch_size) as pool:  # a spec that is judge and debater loads once
+        ctx = StageContext(
+            None, pool, None, progress, seed, root=out, resume=resume, overwrite=overwrite
+        )
+        metrics = OVERSIGHT.run(ctx, inputs, config).metrics
+    say(format_summary(metrics), as_json, nl=False)
+    say(f"{out}: {len(questions)} questions; metrics in {out / 'metrics.json'}", as_json)
+    if as_json:
+        print_json(metrics)
 
 
 @oversight.command("pixel-debate")
-@click.option("--pixels", default="4,6", show_default=True, help="Comma-separated pixel counts k.")
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--pixels",
+    default="4,6",
+    show_default=True,
+    help="Comma-separated numbers k of pixels the debaters reveal.",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Run seeds 0..N-1 (each a fresh judge and split).",
+)
 @click.option(
     "--lookahead",
     type=click.IntRange(1, 2),
@@ -185,8 +211,14 @@ def run_cmd(
     show_default=True,
     help="Judge training epochs (fresh random masks each).",
 )
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder metrics.json and pixel_debate.png are written into.",
+)
+@progress_option
+@json_option
 def pixel_debate_cmd(
     pixels: str,
     seeds: int,
@@ -196,6 +228,7 @@ def pixel_debate_cmd(
     epochs: int,
     out: Path,
     progress: bool,
+    as_json: bool,
 ) -> None:
     """Irving et al.'s MNIST debate on scikit-learn's 8×8 digits, offline on a CPU.
 
@@ -220,5 +253,7 @@ def pixel_debate_cmd(
         epochs=epochs,
     )
     metrics = run_pixel_debate(config, out, progress=progress)
-    click.echo(format_table(metrics), nl=False)
-    click.echo(f"{out}: {metrics['seconds']:.0f}s; metrics in {out / 'metrics.json'}")
+    say(format_table(metrics), as_json, nl=False)
+    say(f"{out}: {metrics['seconds']:.0f}s; metrics in {out / 'metrics.json'}", as_json)
+    if as_json:
+        print_json(metrics)

@@ -9,78 +9,79 @@ from typing import Any, TypeVar
 
 import click
 
+from charter.cli.fields import config_from, options_from
+from charter.cli.options import JSON, PROGRESS
+from charter.cli.vocabulary import CharterGroup
+from charter.train import DPOOptions, RMOptions, SFTOptions
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _train_options(f: F) -> F:
-    """Options every `charter train` command shares (the fields of `TrainOptions`)."""
-    options = [
-        click.option(
-            "--model",
-            default="embedded",
-            show_default=True,
-            help="embedded or hf:DIR (a local folder, e.g. another run's OUT/merged).",
-        ),
-        click.option("--data", type=click.Path(path_type=Path), required=True, help="JSONL rows."),
-        click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True),
-        click.option("--full", is_flag=True, help="Full fine-tuning instead of LoRA."),
-        click.option("--lora-r", type=click.IntRange(min=1), default=16, show_default=True),
-        click.option("--lora-alpha", type=click.IntRange(min=1), default=32, show_default=True),
-        click.option("--lora-dropout", type=click.FloatRange(0.0, 1.0), default=0.0),
-        click.option(
-            "--target-modules",
-            default=None,
-            help="Comma-separated LoRA targets, e.g. q_proj,v_proj [default: every linear layer].",
-        ),
-        click.option(
-            "--lr",
-            "learning_rate",
-            type=float,
-            default=None,
-            help="Learning rate [default: 2e-4 for sft, 1e-4 for dpo and rm].",
-        ),
-        click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True),
-        click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True),
-        click.option("--epochs", type=click.FloatRange(min=0.0), default=1.0, show_default=True),
-        click.option(
-            "--max-steps", type=click.IntRange(min=1), default=None, help="Overrides --epochs."
-        ),
-        click.option("--max-length", type=click.IntRange(min=8), default=512, show_default=True),
-        click.option(
-            "--save-steps",
-            type=click.IntRange(min=1),
-            default=10,
-            show_default=True,
-            help="Checkpoint every N steps (what --resume continues from).",
-        ),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--bf16", is_flag=True, help="bf16 mixed precision (GPUs that support it)."),
-        click.option(
-            "--gradient-checkpointing", is_flag=True, help="Trade compute for activation memory."
-        ),
-        click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out."),
-        click.option("--overwrite", is_flag=True, help="Delete what --out holds and start again."),
-        click.option("--progress/--no-progress", default=True, show_default=True),
-    ]
-    for option in reversed(options):
+def _common(f: F) -> F:
+    """What every `charter train` command has besides its options' fields."""
+    for option in reversed(
+        [
+            click.option(
+                "--target-modules",
+                default=None,
+                help="Comma-separated LoRA targets, e.g. q_proj,v_proj "
+                "[default: every linear layer but the head].",
+            ),
+            click.option(
+                "--resume", is_flag=True, help="Continue from the last checkpoint in --out."
+            ),
+            click.option(
+                "--overwrite",
+                is_flag=True,
+                help="Delete the training run in --out and start again (only a charter run).",
+            ),
+            JSON,
+            PROGRESS,
+        ]
+    ):
         f = option(f)
     return f
 
 
-def _options(cls: type[Any], kw: dict[str, Any]) -> Any:
-    """Build the pydantic options; a bad value becomes a one-paragraph ConfigError."""
-    from pydantic import ValidationError
+def _train_options(cls: type[Any]) -> Callable[[F], F]:
+    """The fields of `cls` (`SFTOptions`, `DPOOptions`, `RMOptions`) as options."""
+    return options_from(
+        cls,
+        exclude={"target_modules"} | ({"merge"} if cls is RMOptions else set()),
+        required={"data", "out"},
+    )
 
-    from charter.errors import ConfigError
-    from charter.jsonl import describe_validation_error
 
-    kw = {k: v for k, v in kw.items() if v is not None}
-    if "target_modules" in kw:
-        kw["target_modules"] = [m.strip() for m in kw["target_modules"].split(",") if m.strip()]
-    try:
-        return cls(**kw)
-    except ValidationError as e:
-        raise ConfigError(describe_validation_error(e)) from None
+def _run(kind: str, cls: type[Any], kw: dict[str, Any], flags: dict[str, Any]) -> None:
+    """Build the options, then run the `train/KIND` stage into --out (a run folder)."""
+    from charter.backends.pool import BackendPool
+    from charter.runs import RunFolder
+    from charter.stage import StageContext, stages
+    from charter.train.common import check_trainable_spec
+    from charter.train.data import load_preference_rows, load_sft_rows
+    from charter.train.stage import TrainInputs
+
+    modules = kw.pop("target_modules", None)
+    fixed = {}
+    if modules is not None:
+        fixed["target_modules"] = [m.strip() for m in modules.split(",") if m.strip()]
+    options = config_from(cls, kw, **fixed)
+    check_trainable_spec(options.model)
+    # The data is read (and any bad row reported) before --out is made.
+    if kind == "sft":
+        load_sft_rows(options.data)
+    else:
+        load_preference_rows(options.data, need_p=getattr(options, "loss", None) == "soft")
+    out = options.out
+    config = {"command": f"train {kind}", "options": options.model_dump(mode="json")}
+    folder = RunFolder.open(out, config, resume=flags["resume"], overwrite=flags["overwrite"])
+    with folder, BackendPool() as pool:
+        ctx = StageContext(folder, pool, None, flags["progress"] and not flags["as_json"])
+        result = stages()[f"train/{kind}"].run(ctx, TrainInputs(), options)
+    if flags["as_json"]:
+        click.echo(json.dumps(result.model_dump(mode="json", exclude={"log_history"}), indent=2))
+    else:
+        _report(result)
 
 
 def _report(result: Any) -> None:
@@ -99,10 +100,10 @@ def _report(result: Any) -> None:
     where = result.merged or result.adapter
     click.echo(f"wrote {result.out} (weights: {where})")
     if result.merged:
-        click.echo(f"use it as --backend hf:{result.merged}")
+        click.echo(f"use it as --model hf:{result.merged}")
 
 
-@click.group()
+@click.group(cls=CharterGroup)
 def train() -> None:
     """Train models on stage outputs: SFT on revisions, DPO on soft AI labels, reward models.
 
@@ -112,56 +113,34 @@ def train() -> None:
     """
 
 
-@train.command("sft")
-@_train_options
-@click.option("--merge", is_flag=True, help="Also write merged weights to OUT/merged.")
-def sft_cmd(resume: bool, overwrite: bool, progress: bool, **kw: Any) -> None:
-    """Supervised fine-tuning on `charter sl`'s sft.jsonl (loss on the assistant's answer)."""
-    from charter.train import SFTOptions, train_sft
+FLAGS = ("resume", "overwrite", "progress", "as_json")
 
-    options = _options(SFTOptions, kw)
-    _report(train_sft(options, progress=progress, resume=resume, overwrite=overwrite))
+
+@train.command("sft")
+@_train_options(SFTOptions)
+@_common
+def sft_cmd(**kw: Any) -> None:
+    """Supervised fine-tuning on `charter sl`'s sft.jsonl (loss on the assistant's answer)."""
+    _run("sft", SFTOptions, kw, {k: kw.pop(k) for k in FLAGS})
 
 
 @train.command("dpo")
-@_train_options
-@click.option("--merge", is_flag=True, help="Also write merged weights to OUT/merged.")
-@click.option(
-    "--loss",
-    type=click.Choice(["soft", "sigmoid", "ipo"]),
-    default="soft",
-    show_default=True,
-    help="soft trains towards each row's p_chosen; sigmoid and ipo are TRL's.",
-)
-@click.option(
-    "--beta", type=click.FloatRange(min=0.0, min_open=True), default=0.1, show_default=True
-)
-@click.option(
-    "--eval/--no-eval",
-    "evaluate",
-    default=True,
-    show_default=True,
-    help="Reward accuracy and margins on the training pairs before and after.",
-)
-def dpo_cmd(resume: bool, overwrite: bool, progress: bool, **kw: Any) -> None:
+@_train_options(DPOOptions)
+@_common
+def dpo_cmd(**kw: Any) -> None:
     """DPO on `charter label`'s prefs.jsonl (prompt/chosen/rejected, p_chosen)."""
-    from charter.train import DPOOptions, train_dpo
-
-    options = _options(DPOOptions, kw)
-    _report(train_dpo(options, progress=progress, resume=resume, overwrite=overwrite))
+    _run("dpo", DPOOptions, kw, {k: kw.pop(k) for k in FLAGS})
 
 
 @train.command("rm")
-@_train_options
-def rm_cmd(resume: bool, overwrite: bool, progress: bool, **kw: Any) -> None:
+@_train_options(RMOptions)
+@_common
+def rm_cmd(**kw: Any) -> None:
     """A reward model on prefs.jsonl: cross-entropy of σ(r_c − r_r) against p_chosen.
 
     Always writes the merged model to OUT/merged, which `charter score --rm OUT` reads.
     """
-    from charter.train import RMOptions, train_rm
-
-    options = _options(RMOptions, kw)
-    _report(train_rm(options, progress=progress, resume=resume, overwrite=overwrite))
+    _run("rm", RMOptions, kw, {k: kw.pop(k) for k in FLAGS})
 
 
 @click.command()
@@ -184,16 +163,26 @@ def rm_cmd(resume: bool, overwrite: bool, progress: bool, **kw: Any) -> None:
     default=None,
     help="Write the scored rows here (JSONL) instead of to stdout.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-def score(rm_dir: Path, data: Path, out: Path | None, batch_size: int) -> None:
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Rows scored per forward pass.",
+)
+@JSON
+def score(rm_dir: Path, data: Path, out: Path | None, batch_size: int, as_json: bool) -> None:
     """Score answers with a trained preference model.
 
     Pairs get reward_chosen, reward_rejected and p_chosen_rm = σ(r_c − r_r), and the summary gives
-    the share the model ranks as the file does; chats get one reward each.
+    the share the model ranks as the file does; chats get one reward each. With --out the rows
+    go to the file and the summary (JSON) to stdout; without, the rows go to stdout.
     """
     from charter.train.rm import score_rows, write_scores
 
     rows, summary = score_rows(rm_dir, data, batch_size=batch_size)
+    if as_json and out is None:
+        raise click.UsageError("--json prints the summary: give --out FILE for the scored rows")
     if out is not None:
         write_scores(rows, out)
         click.echo(json.dumps(summary, indent=2))

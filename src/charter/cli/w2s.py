@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from charter.cli.vocabulary import CharterGroup, json_option, print_json, progress_option, say
 
-@click.group()
+
+@click.group(cls=CharterGroup)
 def w2s() -> None:
     """Weak-to-strong generalization: weak supervisor → strong student, PGR."""
 
@@ -38,9 +40,15 @@ def w2s() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("runs/w2s"),
     show_default=True,
+    help="Folder the runs, summary and plot are written into (reruns skip finished runs).",
 )
 @click.option(
-    "--mode", type=click.Choice(["probe", "finetune"]), default="probe", show_default=True
+    "--mode",
+    type=click.Choice(["probe", "finetune"]),
+    default="probe",
+    show_default=True,
+    help="probe: train a head on the frozen models' features; finetune: LoRA-finetune the "
+    "strong model.",
 )
 @click.option("--intermediate", default=None, help="Model spec for the bootstrap loss.")
 @click.option(
@@ -76,12 +84,14 @@ def w2s() -> None:
     help="Feature cache (default $CHARTER_HOME/features).",
 )
 @click.option(
-    "--finetune-opt",
+    "--strong-opt",
     multiple=True,
     metavar="KEY=VALUE",
-    help="finetune mode: lora_r, lora_alpha, lr, batch_size, max_length, target_modules, ...",
+    help="finetune mode: a training option of the strong student, value read as YAML "
+    "(repeatable): lora_r, lora_alpha, lr, batch_size, max_length, target_modules, ...",
 )
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
+@json_option
 def run_cmd(
     task_spec: str,
     weak: str,
@@ -96,8 +106,9 @@ def run_cmd(
     alpha_max: float,
     warmup_frac: float,
     cache_dir: Path | None,
-    finetune_opt: tuple[str, ...],
+    strong_opt: tuple[str, ...],
     progress: bool,
+    as_json: bool,
 ) -> None:
     """One task, one weak → strong pair, each loss over N seeds.
 
@@ -119,13 +130,13 @@ def run_cmd(
     ft: dict[str, object] = {"alpha_max": alpha_max, "warmup_frac": warmup_frac}
     if epochs is not None:
         ft["epochs"] = epochs
-    ft.update(parse_key_values(finetune_opt, "--finetune-opt"))
+    ft.update(parse_key_values(strong_opt, "--strong-opt"))
     try:
         finetune = FinetuneConfig.model_validate(ft)
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"--finetune-opt {where}: {err['msg']}") from None
+        raise ConfigError(f"--strong-opt {where}: {err['msg']}") from None
     config = W2SConfig(
         task=task_spec,
         weak=weak,
@@ -140,15 +151,21 @@ def run_cmd(
     )
     config.check()
     results = run_experiment(config, out, cache_dir=cache_dir, progress=progress)
-    _, table = write_report(results, out)
-    click.echo(table, nl=False)
-    click.echo(f"{out}: {len(results)} runs in {time.perf_counter() - started:.1f}s")
+    rows, table = write_report(results, out)
+    seconds = time.perf_counter() - started
+    say(table, as_json, nl=False)
+    say(f"{out}: {len(results)} runs in {seconds:.1f}s", as_json)
+    if as_json:
+        print_json(
+            {"out": str(out), "runs": len(results), "seconds": round(seconds, 1), "rows": rows}
+        )
 
 
 @w2s.command("sweep")
 @click.argument("config_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--progress/--no-progress", default=True, show_default=True)
-def sweep_cmd(config_path: Path, progress: bool) -> None:
+@progress_option
+@json_option
+def sweep_cmd(config_path: Path, progress: bool, as_json: bool) -> None:
     """Tasks × model pairs × losses × seeds from CONFIG.yaml; resumable (finished runs are kept)."""
     import time
 
@@ -156,8 +173,9 @@ def sweep_cmd(config_path: Path, progress: bool) -> None:
 
     started = time.perf_counter()
     config = load_sweep_config(config_path)
-    _, table = run_sweep(config, progress=progress)
-    click.echo(table, nl=False)
-    click.echo(
-        f"{config.out}: summary.json, summary.md, w2s.png ({time.perf_counter() - started:.1f}s)"
-    )
+    rows, table = run_sweep(config, progress=progress)
+    seconds = time.perf_counter() - started
+    say(table, as_json, nl=False)
+    say(f"{config.out}: summary.json, summary.md, w2s.png ({seconds:.1f}s)", as_json)
+    if as_json:
+        print_json({"out": str(config.out), "seconds": round(seconds, 1), "rows": rows})

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from charter.collective.clustering import Clustering, ClusterMethod, cluster_direct, cluster_polis
+from charter.collective.conversation import Conversation, IngestReport, Moderation
 from charter.collective.matrix import VoteMatrix, participant_filter, vote_matrix
 from charter.collective.projection import Projection, project
 from charter.collective.stats import (
@@ -36,7 +37,6 @@ from charter.collective.stats import (
     select_consensus,
     select_representative,
 )
-from charter.collective.votes import Conversation, IngestReport, Moderation
 from charter.errors import InputError
 from charter.records import Strict
 from charter.runs import atomic_write_text

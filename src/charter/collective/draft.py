@@ -23,8 +23,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from charter.backends.embeddings import Embedder
 from charter.collective.analysis import ANALYSIS_FILE, AnalysisSummary, StatementSummary
-from charter.collective.embeddings import Embedder
 from charter.constitution.schema import Constitution, Principle, Source
 from charter.records import Message, Sampling, Strict
 
@@ -251,7 +251,7 @@ def draft_constitution(
         )
     embedding_model = "custom"
     if embed is None:
-        from charter.collective.embeddings import MODEL_NAME, minilm
+        from charter.backends.embeddings import MODEL_NAME, minilm
 
         embed, embedding_model = minilm, MODEL_NAME
     ideas = merge_near_duplicates(selected, embed, config.dedup_threshold)
@@ -260,7 +260,7 @@ def draft_constitution(
     if config.rewrite == "llm":
         if backend is None:
             if config.backend is None:
-                raise ConfigError("--rewrite llm needs --backend SPEC")
+                raise ConfigError("--rewrite llm needs --model SPEC")
             from charter.backends import load_backend
 
             backend = load_backend(config.backend)

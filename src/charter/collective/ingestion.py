@@ -21,17 +21,19 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
+from charter.collective.conversation import (
+    Conversation,
+    IngestReport,
+    SourceFormat,
+    Statement,
+    natural_order,
+)
+from charter.collective.parsing import csv_header
 from charter.collective.votes import (
     VOTE_ALIASES,
     VOTE_ON_SKIPPED,
     WIDE_PARTICIPANT,
-    Conversation,
-    IngestReport,
     RawVotes,
-    SourceFormat,
-    Statement,
-    csv_header,
-    natural_order,
     read_export_groups,
     read_long_votes,
     read_statements,

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 
-from charter.collective.votes import Conversation
+from charter.collective.conversation import Conversation
 
 
 @dataclass(frozen=True)

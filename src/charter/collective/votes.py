@@ -24,30 +24,33 @@ swallow the rows after it.
 Statements with an empty text are skipped, never an error: a comment the moderator removed
 (`moderated = -1`) is often blanked in real exports; any other empty one is skipped with a
 warning. Votes on skipped statements are counted, not fatal. Both go into the ingest report.
+
+The records these readers fill are in `charter.collective.conversation`; the CSV rows, column
+aliases and cell values they rest on in `charter.collective.parsing`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-import re
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-from pydantic import Field, ValidationError, field_validator
+from pydantic import ValidationError
 
+from charter.collective.conversation import Statement
+from charter.collective.parsing import (
+    Problems,
+    cell_at,
+    csv_rows,
+    parse_integer,
+    parse_vote,
+    resolve_columns,
+)
 from charter.errors import InputError
 from charter.jsonl import describe_validation_error, iter_jsonl_lines
-from charter.records import Record, Strict
-
-Moderation = Literal[-1, 0, 1]
-SourceFormat = Literal["polis-export", "polis-wide", "long-csv", "long-jsonl", "ingested"]
 
 # canonical name → accepted spellings (first one is ours)
 VOTE_ALIASES: dict[str, tuple[str, ...]] = {
@@ -90,302 +93,6 @@ STATEMENT_SKIPPED = frozenset(
 WIDE_PARTICIPANT = ("participant", "participant_id", "pid", "voter-id")
 WIDE_META = frozenset({"xid", "group-id", "n-comments", "n-votes", "n-agree", "n-disagree"})
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # numpy's int64, where timestamps are kept
-VOTE_TEXT = {"1": 1, "+1": 1, "1.0": 1, "0": 0, "0.0": 0, "-0": 0, "-1": -1, "-1.0": -1}
-MAX_LISTED = 5  # offending rows quoted in an error message
-
-
-class Statement(Record):
-    """One public statement (a Polis "comment"). `moderated`: 1 in, -1 out, 0 never moderated."""
-
-    statement_id: str = Field(min_length=1)
-    text: str
-    moderated: Moderation = 0
-    author_id: str | None = None
-    created: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX)
-
-    @field_validator("statement_id")
-    @classmethod
-    def _id_clean(cls, v: str) -> str:
-        if v != v.strip() or not v:
-            raise ValueError("statement ids must be non-empty and carry no surrounding spaces")
-        return v
-
-    @field_validator("text")
-    @classmethod
-    def _text_nonempty(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("empty text")
-        return v
-
-
-class IngestReport(Strict):
-    """What ingest read and what it dropped; written as `ingest.json`."""
-
-    schema_version: int = 1
-    source: str
-    format: SourceFormat
-    statements_file: str
-    votes_file: str
-    groups_file: str | None = None
-    n_statements: int
-    n_participants: int
-    n_votes: int
-    n_superseded: int = Field(0, description="Older votes replaced by a later vote on the pair.")
-    n_tossed_participants: int = Field(0, description="Participants in ids-to-toss.csv dropped.")
-    n_tossed_votes: int = 0
-    dropped: dict[str, int] = Field(default_factory=dict, description="--lenient drops by reason.")
-    skipped: dict[str, int] = Field(
-        default_factory=dict,
-        description="Left out by rule in every mode, never fatal: statements with empty text "
-        "(moderated out, or not) and the votes on them.",
-    )
-    warnings: list[str] = Field(default_factory=list, description="Skips a person should check.")
-
-
-@dataclass(frozen=True)
-class Conversation:
-    """Validated statements and votes (the latest vote per participant and statement).
-
-    Votes are parallel arrays indexing `participant_ids` and `statements`; values are +1/0/-1.
-    `export_groups` holds the group ids of a Polis `participants-votes.csv`, when there was one.
-    """
-
-    statements: tuple[Statement, ...]
-    participant_ids: tuple[str, ...]
-    vote_participant: NDArray[np.int32]
-    vote_statement: NDArray[np.int32]
-    vote_value: NDArray[np.int8]
-    vote_time: NDArray[np.int64]  # -1 where the source had no timestamp
-    report: IngestReport
-    export_groups: Mapping[str, int] | None = None
-    # The files and folder it was read from: writing the conversation must never overwrite them.
-    inputs: tuple[Path, ...] = ()
-
-    @property
-    def statement_ids(self) -> list[str]:
-        return [s.statement_id for s in self.statements]
-
-    @property
-    def n_votes(self) -> int:
-        return int(self.vote_value.shape[0])
-
-
-@dataclass
-class _Problems:
-    """Offending rows of one file: kept for the error message, or counted when lenient."""
-
-    path: Path
-    lenient: bool
-    found: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, detail)
-    counts: Counter[str] = field(default_factory=Counter)
-
-    def add(self, line: int, reason: str, detail: str) -> None:
-        self.counts[reason] += 1
-        if len(self.found) < MAX_LISTED:
-            self.found.append((line, reason, detail))
-
-    def raise_if_any(self) -> None:
-        if not self.counts or self.lenient:
-            return
-        total = sum(self.counts.values())
-        first_line, _, first = self.found[0]
-        rest = "; ".join(f"line {ln}: {d}" for ln, _, d in self.found[1:])
-        summary = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
-        more = f"; also {rest}" if rest else ""
-        raise InputError(
-            self.path,
-            first_line,
-            f"{first}{more} ({total} bad in all: {summary}; pass --lenient to drop them)",
-        )
-
-
-def natural_order(ids: Sequence[str]) -> list[str]:
-    """Ids sorted numerically when all are integers, else as text.
-
-    Ties (`0` and `000`) are broken by the text, so the order never depends on the order the ids
-    came in (participant ids come out of a set, whose order changes from run to run).
-
-    >>> natural_order(["10", "9", "100"])
-    ['9', '10', '100']
-    >>> natural_order(["b", "a10", "a9"])
-    ['a10', 'a9', 'b']
-    >>> natural_order(["000", "0", "+0"])
-    ['+0', '0', '000']
-    """
-    try:
-        return sorted(ids, key=lambda x: (int(x), x))
-    except ValueError:
-        return sorted(ids)
-
-
-def parse_vote(raw: object) -> int | None:
-    """A vote from a CSV cell or JSON value; None when it is not -1, 0 or 1.
-
-    >>> [parse_vote(x) for x in ("1", " -1 ", "0.0", 1, "2", True, "agree")]
-    [1, -1, 0, 1, None, None, None]
-    """
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return raw if raw in (-1, 0, 1) else None
-    if isinstance(raw, float):
-        return int(raw) if raw in (-1.0, 0.0, 1.0) else None
-    if isinstance(raw, str):
-        return VOTE_TEXT.get(raw.strip())
-    return None
-
-
-def parse_integer(raw: object) -> int | None:
-    """A timestamp or group id: an integer that fits numpy's int64; None for an empty cell.
-
-    Raises `ValueError` saying what is wrong (callers add the file, line and column).
-
-    >>> [parse_integer(x) for x in ("1700000000000", " 7 ", "2.0", "", None, 3)]
-    [1700000000000, 7, 2, None, None, 3]
-    >>> for bad in ("inf", "nan", "1e30", "9223372036854775808", "1.5", "x"):
-    ...     try:
-    ...         parse_integer(bad)
-    ...     except ValueError as e:
-    ...         print(e)
-    not a finite number: "inf"
-    not a finite number: "nan"
-    beyond a 64-bit integer: "1e30"
-    beyond a 64-bit integer: "9223372036854775808"
-    not a whole number: "1.5"
-    not a number: "x"
-    """
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None
-    shown = json.dumps(raw, ensure_ascii=False)[:40]
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise ValueError(f"expected an integer, got {shown}")
-    if isinstance(raw, int):
-        value = raw
-    else:
-        text = raw.strip() if isinstance(raw, str) else ""
-        if text and _DIGITS.fullmatch(text):
-            # Length first: int() of thousands of digits is slow, then refused by Python.
-            too_long = len(text.lstrip("+-").lstrip("0")) > 19
-            value = INT64_MAX + 1 if too_long else int(text)
-        else:
-            try:
-                number = raw if isinstance(raw, float) else float(text)
-            except ValueError:
-                raise ValueError(f"not a number: {shown}") from None
-            if not math.isfinite(number):
-                # float() turns "1e999" into inf: a finite spelling too big for any clock
-                big = bool(text) and not any(w in text.lower() for w in ("inf", "nan"))
-                raise ValueError(
-                    f"{'beyond a 64-bit integer' if big else 'not a finite number'}: {shown}"
-                )
-            if not number.is_integer():
-                raise ValueError(f"not a whole number: {shown}")
-            value = int(number)
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError(f"beyond a 64-bit integer: {shown}")
-    return value
-
-
-_DIGITS = re.compile(r"[+-]?[0-9]+")
-
-
-def _resolve_columns(
-    path: Path,
-    header: Sequence[str],
-    aliases: Mapping[str, tuple[str, ...]],
-    required: Sequence[str],
-    skipped: frozenset[str],
-) -> dict[str, int]:
-    """Map canonical names to column positions; unknown or doubled columns are errors."""
-    found: dict[str, int] = {}
-    spelled: dict[str, str] = {}
-    for i, raw in enumerate(header):
-        name = raw.strip()
-        canonical = next((c for c, names in aliases.items() if name in names), None)
-        if canonical is None:
-            if name in skipped:
-                continue
-            known = ", ".join(a[0] for a in aliases.values())
-            raise InputError(path, 1, f"unknown column `{name}` (column {i + 1}); expected {known}")
-        if canonical in found:
-            raise InputError(
-                path,
-                1,
-                f"columns `{spelled[canonical]}` and `{name}` both give `{canonical}`",
-            )
-        found[canonical] = i
-        spelled[canonical] = name
-    for name in required:
-        if name not in found:
-            spellings = ", ".join(f"`{a}`" for a in aliases[name])
-            raise InputError(path, 1, f"missing column `{name}` (spelled {spellings})")
-    return found
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(line number where the record starts, cells) for every record, the header included.
-
-    `strict=True`: without it, a quote that is never closed silently turns the rest of the file
-    into one cell; with it, the reader fails, and the error names the line where the broken
-    record starts.
-    """
-    if not path.is_file():
-        raise InputError(path, None, "file not found" if not path.exists() else "not a file")
-    last = 0
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f, strict=True)
-            while True:
-                try:
-                    cells = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as e:
-                    problem = _describe_csv_error(e, last + 1, reader.line_num)
-                    raise InputError(path, last + 1, problem) from None
-                start, last = last + 1, reader.line_num
-                if not cells or (len(cells) == 1 and not cells[0].strip() and start > 1):
-                    continue
-                yield start, cells
-    except UnicodeDecodeError:
-        line, column, byte = _first_bad_utf8(path)
-        raise InputError(
-            path, line, f"not valid UTF-8 (byte 0x{byte:02x}, byte {column} of the line)"
-        ) from None
-
-
-def _first_bad_utf8(path: Path) -> tuple[int, int, int]:
-    """(line, column, byte) of the first byte that is not UTF-8; the reader's own error gives
-    only an offset into the block it was decoding."""
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                return lineno, e.start + 1, raw[e.start]
-    return 1, 1, 0  # not reached: the reader found one
-
-
-def _describe_csv_error(err: csv.Error, start: int, end: int) -> str:
-    if "unexpected end of data" in str(err):
-        return (
-            "a quoted cell in the record starting on this line is never closed: the file ends "
-            f"inside it (line {end}); close the quote, or double a quote that is part of the text"
-        )
-    spans = f" (the record runs on to line {end}: an unclosed quote swallows the lines after it)"
-    return f"malformed CSV: {err}{spans if end > start else ''}"
-
-
-def csv_header(path: Path) -> list[str]:
-    for _, cells in _csv_rows(path):
-        return [c.strip() for c in cells]
-    raise InputError(path, None, "empty file: expected a header row")
-
-
-def _cell(cells: Sequence[str], index: int | None) -> str:
-    return cells[index] if index is not None and index < len(cells) else ""
-
 
 # --- statements ---------------------------------------------------------------------------------
 
@@ -415,7 +122,7 @@ def read_statements(path: Path, *, lenient: bool = False) -> StatementsRead:
     A statement whose text is empty is skipped, never fatal: silently when the moderator removed
     it (`moderated = -1`; real exports blank such comments), with a warning otherwise.
     """
-    problems = _Problems(path, lenient)
+    problems = Problems(path, lenient)
     rows: list[tuple[int, dict[str, Any]]] = []
     if path.suffix == ".jsonl":
         for lineno, obj in iter_jsonl_lines(path):
@@ -423,10 +130,10 @@ def read_statements(path: Path, *, lenient: bool = False) -> StatementsRead:
     else:
         header: list[str] | None = None
         cols: dict[str, int] = {}
-        for lineno, cells in _csv_rows(path):
+        for lineno, cells in csv_rows(path):
             if header is None:
                 header = [c.strip() for c in cells]
-                cols = _resolve_columns(
+                cols = resolve_columns(
                     path, header, STATEMENT_ALIASES, ("statement_id", "text"), STATEMENT_SKIPPED
                 )
                 continue
@@ -528,7 +235,7 @@ class RawVotes:
 
 
 def _check_vote(
-    problems: _Problems,
+    problems: Problems,
     lineno: int,
     participant: str,
     statement: str,
@@ -590,7 +297,7 @@ def read_long_votes(
 
     Votes on `skipped` statements (ids that the statements reader skipped) are counted only.
     """
-    problems = _Problems(path, lenient)
+    problems = Problems(path, lenient)
     raw = RawVotes()
     on_skipped = 0
     if path.suffix == ".jsonl":
@@ -623,9 +330,9 @@ def read_long_votes(
     else:
         cols: dict[str, int] | None = None
         width = 0
-        for lineno, cells in _csv_rows(path):
+        for lineno, cells in csv_rows(path):
             if cols is None:
-                cols = _resolve_columns(
+                cols = resolve_columns(
                     path,
                     cells,
                     VOTE_ALIASES,
@@ -648,7 +355,7 @@ def read_long_votes(
                 pid,
                 sid,
                 cells[cols["vote"]],
-                _cell(cells, cols.get("timestamp")),
+                cell_at(cells, cols.get("timestamp")),
                 known,
             )
             if checked is not None:
@@ -669,7 +376,7 @@ def read_wide_votes(
     Returns the votes, the `group-id` of every participant that has one, and the drop counts;
     the columns of `skipped` statements are counted only.
     """
-    problems = _Problems(path, lenient)
+    problems = Problems(path, lenient)
     raw = RawVotes()
     groups: dict[str, int] = {}
     on_skipped = 0
@@ -678,7 +385,7 @@ def read_wide_votes(
     statement_cols: list[tuple[int, str]] = []
     skipped_cols: list[int] = []
     seen_pids: dict[str, int] = {}
-    for lineno, cells in _csv_rows(path):
+    for lineno, cells in csv_rows(path):
         if header is None:
             header = [c.strip() for c in cells]
             pid_col = next((i for i, h in enumerate(header) if h in WIDE_PARTICIPANT), -1)
@@ -753,7 +460,7 @@ def read_wide_votes(
 def read_toss_ids(path: Path) -> set[str]:
     """Participant ids to drop (one per line; a non-numeric first line is taken as a header)."""
     ids: set[str] = set()
-    for lineno, cells in _csv_rows(path):
+    for lineno, cells in csv_rows(path):
         value = cells[0].strip() if cells else ""
         if not value or (lineno == 1 and not value.lstrip("-").isdigit()):
             continue
@@ -766,7 +473,7 @@ def read_export_groups(path: Path) -> dict[str, int]:
     groups: dict[str, int] = {}
     header: list[str] | None = None
     pid_col = group_col = -1
-    for lineno, cells in _csv_rows(path):
+    for lineno, cells in csv_rows(path):
         if header is None:
             header = [c.strip() for c in cells]
             pid_col = next((i for i, h in enumerate(header) if h in WIDE_PARTICIPANT), -1)
@@ -775,12 +482,12 @@ def read_export_groups(path: Path) -> dict[str, int]:
                 raise InputError(path, 1, "expected columns `participant` and `group-id`")
             continue
         try:
-            group = parse_integer(_cell(cells, group_col))
+            group = parse_integer(cell_at(cells, group_col))
         except ValueError as e:
             raise InputError(
                 path, lineno, f"column `{header[group_col]}` (column {group_col + 1}): {e}"
             ) from None
-        pid = _cell(cells, pid_col).strip()
+        pid = cell_at(cells, pid_col).strip()
         if group is not None and pid:
             groups[pid] = group
     return groups

@@ -34,7 +34,7 @@ text that neither declines nor deflects are compliance too (not refusals): the d
 MiniLM's vocabulary is English: Arabic script embeds as single characters and unknown tokens.
 In 5-fold cross-validation on the training examples the classifier is right on 84% of the English
 ones and 67% of the Arabic ones, hence rule (2); Arabic refusals are caught by the Arabic patterns
-only. Measured precision and recall: README, "Refusal detector", pinned by
+only. Measured precision and recall: docs/evaluation.md, "Refusal detector", pinned by
 `tests/evaluate/test_eval_refusal.py`.
 """
 
@@ -456,7 +456,7 @@ def load_classifier(path: Path | None = None) -> RefusalClassifier:
 @cache
 def load_detector() -> RefusalDetector:
     """The shipped detector: patterns + the classifier on all-MiniLM-L6-v2 (offline, CPU)."""
-    from charter.collective.embeddings import minilm
+    from charter.backends.embeddings import minilm
 
     return RefusalDetector(classifier=load_classifier(), embed=minilm)
 
@@ -547,7 +547,7 @@ def measure(
 def _main(argv: list[str]) -> int:
     """`train` refits the shipped weights; `measure` prints the validation table."""
     if argv[:1] == ["train"]:
-        from charter.collective.embeddings import minilm
+        from charter.backends.embeddings import minilm
         from charter.runs import atomic_write_text
 
         train_file = data_path("refusal_train.jsonl")

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from charter.errors import CharterError
-from charter.evaluate.compare import AXES, METRICS, SAMPLES
+from charter.evaluate.options import AXES, METRICS, SAMPLES
 from charter.runs import atomic_write_text
 
 RTL_LANGS = frozenset({"ar", "he", "fa", "ur"})

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charter.feedback.mc_eval import wilson_interval
-
 ELO_SCALE = 400.0
 BOOTSTRAP_SEED = 0
 
@@ -43,6 +41,22 @@ __all__ = [
     "wilson_interval",
     "win_rates",
 ]
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95% by default).
+
+    >>> lo, hi = wilson_interval(50, 100)
+    >>> round(lo, 4), round(hi, 4)
+    (0.4038, 0.5962)
+    """
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """RL-CAI AI feedback: soft, order-debiased, principle-ensembled preference labels.
 
 `label_pairs` is the labeller (multiple-choice prompts scored with `option_logprobs`),
-`label_stage` the `label` stage of a run folder, `evaluate_mc` the labeller's evaluation on
-multiple-choice evals, `bench_label` its speed against a naive loop.
+`run_label` the `label` stage of a run folder, `evaluate_mc` the labeller's evaluation on
+multiple-choice evals; `charter.bench.label` measures its speed.
 """
 
 from __future__ import annotations
@@ -20,20 +20,24 @@ from charter.feedback.labeler import (
     soft_label,
 )
 from charter.feedback.pairs import read_pairs, sample_pairs
-from charter.feedback.stage import label_stage
+from charter.feedback.stage import LABEL, LabelInputs, LabelResult, ModelRole, run_label
 
 __all__ = [
+    "LABEL",
     "LabelConfig",
+    "LabelInputs",
+    "LabelResult",
     "Labeler",
+    "ModelRole",
     "PairRecord",
     "PreferenceRecord",
     "Vote",
     "clamp",
     "draw_principles",
     "label_pairs",
-    "label_stage",
     "letter_probability",
     "read_pairs",
+    "run_label",
     "sample_pairs",
     "soft_label",
 ]

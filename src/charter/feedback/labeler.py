@@ -50,9 +50,11 @@ class LabelConfig(Strict):
     clamp: tuple[float, float] = Field(
         (0.4, 0.6), description="Band each chain-of-thought vote is clamped to."
     )
-    cot_max_new_tokens: int = Field(128, ge=1)
-    lang: str = "en"
-    seed: int = 0
+    cot_max_new_tokens: int = Field(
+        128, ge=1, description="Most tokens of chain-of-thought reasoning."
+    )
+    lang: str = Field("en", description="Language of the constitution's questions (en, ar).")
+    seed: int = Field(0, description="Seed of the principles drawn per pair and of sampling.")
     chunk_size: int = Field(32, ge=1, description="Pairs scored in one backend call and written.")
 
     @model_validator(mode="after")

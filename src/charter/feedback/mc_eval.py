@@ -14,7 +14,6 @@ in the prompt and averages the two, the labeller's own debiasing, and reports th
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from pydantic import Field, ValidationError
 
 from charter.backends.base import Backend, normalized_option_probs
 from charter.errors import InputError
+from charter.evaluate.stats import wilson_interval
 from charter.jsonl import describe_validation_error, iter_jsonl_lines
 from charter.records import OptionQuery, Strict
 
@@ -64,22 +64,6 @@ def read_mc(path: str | Path) -> list[Loaded]:
     if not out:
         raise InputError(path, None, "no items")
     return out
-
-
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95% by default).
-
-    >>> lo, hi = wilson_interval(50, 100)
-    >>> round(lo, 4), round(hi, 4)
-    (0.4038, 0.5962)
-    """
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def calibration(
@@ -263,3 +247,15 @@ def reliability_plot(result: dict[str, Any], path: str | Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def write_mc_result(result: dict[str, Any], out: Path) -> None:
+    """`out/metrics.json` and the reliability diagram `out/reliability.png` of `evaluate_mc`'s
+    result (the plot's path goes into the result)."""
+    import json
+
+    from charter.runs import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    result["plot"] = str(reliability_plot(result, out / "reliability.png"))
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")

@@ -1,21 +1,20 @@
 """The `label` stage inside a run folder: pairs, then AI-feedback preference labels.
 
-Writes `label/pairs.jsonl` (two answers per prompt, or the pairs of `--pairs-from`),
-`label/prefs.jsonl` (one TRL preference row per pair, written per chunk of pairs) and
-`label/summary.json`. Both JSONL files are keyed by deterministic ids, so `--resume` after a
-crash skips every pair and label already on disk; the manifest records each sub-stage.
+Writes `pairs.jsonl` (two answers per prompt, or the pairs of `--pairs-from`), `prefs.jsonl`
+(one TRL preference row per pair, written per chunk of pairs) and `summary.json` into the stage's
+folder (`--out`, or `label/` inside `charter run`). Both JSONL files are keyed by deterministic
+ids, so `--resume` after a crash skips every pair and label already on disk; the manifest
+records each sub-stage (`label/pairs`, `label`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
-from charter.backends.base import Backend
-from charter.constitution.schema import Constitution
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from charter.errors import CharterError
 from charter.feedback.labeler import (
     LabelConfig,
@@ -29,10 +28,12 @@ from charter.feedback.labeler import (
     summarize_labels,
 )
 from charter.feedback.pairs import pair_id, sample_pairs
+from charter.generate import MODEL_RENAMES, GenerationConfig, renamed_keys
 from charter.jsonl import read_jsonl
-from charter.records import PromptRecord, Sampling, stable_id
+from charter.records import PromptRecord, Strict, stable_id
 from charter.redact import redact_spec
-from charter.runs import JsonlWriter, RunFolder, atomic_write_text
+from charter.runs import JsonlWriter, atomic_write_text
+from charter.stage import Stage, StageContext
 
 PAIRS = "pairs.jsonl"
 PREFS = "prefs.jsonl"
@@ -40,50 +41,48 @@ SUMMARY = "summary.json"
 T = TypeVar("T")
 
 
-class Backends:
-    """Loads each backend on first use, once per (spec, options): a policy that is also the
-    feedback model is loaded once, and a stage that is already complete loads nothing."""
+class ModelRole(Strict):
+    """A model in a role (the feedback model, the judge): a backend spec and its options."""
 
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-        self._loaded: dict[str, Backend] = {}
+    model: str = Field("embedded", description="Backend spec of the model.")
+    model_options: dict[str, Any] = Field(default_factory=dict, description="Backend options.")
 
-    def provide(self, spec: str, backend: Backend, options: dict[str, Any] | None = None) -> None:
-        """Use an already loaded `backend` for `spec` (tests, notebooks, `charter run`)."""
-        self._loaded[stable_id(spec, options or {})] = backend
-
-    def get(self, spec: str, options: dict[str, Any]) -> Backend:
-        key = stable_id(spec, options)
-        if key not in self._loaded:
-            from charter.backends import load_backend
-
-            self._loaded[key] = load_backend(
-                spec, defaults={"batch_size": self.batch_size}, **options
-            )
-        return self._loaded[key]
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed_keys(data, MODEL_RENAMES)
 
 
-def label_stage(
-    run: RunFolder,
-    prompts: Sequence[PromptRecord],
-    constitution: Constitution,
-    cfg: LabelConfig,
-    *,
-    feedback: str,
-    policy: str | None = None,
-    sampling: Sampling | None = None,
-    pairs: Sequence[PairRecord] | None = None,
-    policy_options: dict[str, Any] | None = None,
-    feedback_options: dict[str, Any] | None = None,
-    batch_size: int = 16,
-    progress: bool = True,
-    prefix: str = "label/",
-    backends: Backends | None = None,
-) -> dict[str, Any]:
-    """RL-CAI labelling in `run`: sample pairs from `policy` (or take `pairs`), label them with
-    the `feedback` model under `constitution`, and return the summary that is also written."""
-    folder = run.path / prefix if prefix else run.path
-    folder.mkdir(parents=True, exist_ok=True)
+class LabelInputs(BaseModel):
+    """What the label stage works on: `prompts` whose answer pairs the `policy` samples, or
+    ready-made `pairs` (then no policy is needed); `feedback` labels them."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    prompts: list[PromptRecord] = Field(default_factory=list)
+    pairs: list[PairRecord] | None = None
+    policy: GenerationConfig | None = None
+    feedback: ModelRole
+
+
+class LabelResult(BaseModel):
+    """The stage's `summary.json`, with its headline numbers typed."""
+
+    n_pairs: int
+    p_chosen_mean: float | None = None
+    queries_per_s: float | None = None
+    summary: dict[str, Any]
+
+
+def run_label(ctx: StageContext, inputs: LabelInputs, cfg: LabelConfig) -> LabelResult:
+    """RL-CAI labelling in `ctx.out`: sample pairs from the policy (or take `inputs.pairs`),
+    label them with the feedback model under `ctx.constitution`; the summary is also written."""
+    constitution = ctx.need_constitution()
+    run, progress, pool = ctx.runfolder, ctx.progress, ctx.pool
+    prompts, pairs = inputs.prompts, inputs.pairs
+    feedback, fb_opts = inputs.feedback.model, dict(inputs.feedback.model_options)
+    policy = inputs.policy.model if inputs.policy is not None else None
+    folder = ctx.out
     try:
         localized = constitution.localized(cfg.lang)
     except KeyError as e:
@@ -92,17 +91,17 @@ def label_stage(
         raise CharterError(
             f"constitution {constitution.name!r} has no `comparison` questions to label with"
         )
-    backends = backends or Backends(batch_size)
     pairs_path = folder / PAIRS
     timings: dict[str, float] = {}
     if pairs is None:
-        if policy is None or sampling is None:
+        if inputs.policy is None:
             raise CharterError("label needs a policy (with its sampling) or pairs from a file")
-        policy_spec, opts, smp = policy, policy_options or {}, sampling
+        policy_spec, opts = inputs.policy.model, dict(inputs.policy.model_options)
+        smp = inputs.policy.sampling(cfg.seed)
 
         def run_pairs() -> int:
             writer = JsonlWriter(pairs_path, resume=True)
-            b = backends.get(policy_spec, opts)
+            b = pool.get(policy_spec, opts)
             # Pairs of prompts no longer asked for go; the others are kept, not redone.
             writer.retain(pair_id(p, b.spec, smp) for p in prompts)
             t0 = time.perf_counter()
@@ -112,9 +111,9 @@ def label_stage(
             return len(writer.done)
 
         run.run_stage(
-            f"{prefix}pairs",
-            stable_id(policy, smp.model_dump(mode="json")),
-            [f"{prefix}{PAIRS}"],
+            "label/pairs",
+            stable_id(policy_spec, smp.model_dump(mode="json")),
+            [ctx.file(PAIRS)],
             run_pairs,
             records_hash=stable_id([p.model_dump(mode="json") for p in prompts]),
             per_record=True,
@@ -126,10 +125,9 @@ def label_stage(
 
     prefs_path = folder / PREFS
     lt = LabelTimings()
-    fb_opts = feedback_options or {}
 
     def run_labels() -> int:
-        backend = backends.get(feedback, fb_opts)
+        backend = pool.get(feedback, fb_opts)
         labeler = Labeler(
             backend=backend.spec,
             model_sha256=model_fingerprint(backend),
@@ -157,9 +155,9 @@ def label_stage(
         constitution.compute_sha256(),
     )
     run.run_stage(
-        f"{prefix}label",
+        "label",
         l_hash,
-        [f"{prefix}{PREFS}"],
+        [ctx.file(PREFS)],
         run_labels,
         records_hash=stable_id([p.id for p in pair_rows]),
         per_record=True,
@@ -194,7 +192,17 @@ def label_stage(
         constitution_sha256=constitution.compute_sha256(),
     )
     atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    return summary
+    return LabelResult(
+        n_pairs=summary["n_pairs"],
+        p_chosen_mean=summary.get("p_chosen_mean"),
+        queries_per_s=summary.get("queries_per_s"),
+        summary=summary,
+    )
+
+
+LABEL: Stage[LabelInputs, LabelConfig, LabelResult] = Stage(
+    "label", LabelConfig, run_label, "RL-CAI: AI-feedback soft labels of answer pairs"
+)
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:
@@ -208,7 +216,3 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
         disable=not enabled,
         dynamic_ncols=True,
     )
-
-
-def prefs_path(run_path: Path, prefix: str = "label/") -> Path:
-    return run_path / prefix / PREFS

@@ -362,7 +362,7 @@ def _pretty(text: str) -> str:
 
 
 def format_table(metrics: dict[str, Any]) -> str:
-    """The README table: ours (8×8 digits) next to the paper's MNIST numbers."""
+    """The docs/oversight.md table: ours (8×8 digits) next to the paper's MNIST numbers."""
     lines = [
         "| k | judge alone (random pixels) | after debate | paper MNIST: alone → debate |",
         "|---|---|---|---|",

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from charter.backends.base import Backend
 from charter.jsonl import read_jsonl
 from charter.oversight.metrics import (
@@ -28,6 +30,7 @@ from charter.oversight.protocols import OversightConfig, Transcript, plan_units,
 from charter.oversight.questions import OversightQuestion
 from charter.records import stable_id
 from charter.runs import JsonlWriter, RunFolder, atomic_write_text
+from charter.stage import Stage, StageContext
 
 TRANSCRIPTS = "transcripts.jsonl"
 METRICS = "metrics.json"
@@ -201,3 +204,47 @@ def format_summary(metrics: dict[str, Any]) -> str:
             f"{row['mean_p_a']:.3f} | {row['calibration']['ece']:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+class OversightInputs(BaseModel):
+    """What the judge judges: the questions, the judge's and the debaters' backend specs, and
+    where the questions came from (recorded in the metrics)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    questions: list[OversightQuestion]
+    judge: str
+    debaters: list[str] = Field(default_factory=list)
+    batch_units: int = 16
+    data_spec: str = ""
+
+
+class OversightResult(BaseModel):
+    """The metrics `metrics.json` holds."""
+
+    metrics: dict[str, Any]
+
+
+def run_oversight_stage(
+    ctx: StageContext, inputs: OversightInputs, cfg: OversightConfig
+) -> OversightResult:
+    """The `oversight` stage: `run_oversight` into `ctx.out`, each model from the pool (a spec
+    that is judge and debater loads once)."""
+    metrics = run_oversight(
+        inputs.questions,
+        cfg,
+        ctx.pool.get(inputs.judge),
+        {spec: ctx.pool.get(spec) for spec in inputs.debaters},
+        ctx.out,
+        resume=ctx.resume,
+        overwrite=ctx.overwrite,
+        batch_units=inputs.batch_units,
+        progress=ctx.progress,
+        data_spec=inputs.data_spec,
+    )
+    return OversightResult(metrics=metrics)
+
+
+OVERSIGHT: Stage[OversightInputs, OversightConfig, OversightResult] = Stage(
+    "oversight", OversightConfig, run_oversight_stage, "debate and consultancy before a judge"
+)

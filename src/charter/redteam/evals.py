@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from charter.backends.base import Backend, normalized_option_probs
 from charter.errors import InputError
@@ -44,6 +44,7 @@ from charter.records import Message, OptionQuery, Sampling, Strict, canonical_js
 from charter.redteam.attack import clean_attack
 from charter.redteam.metrics import rate
 from charter.runs import atomic_write_text
+from charter.stage import Stage, StageContext
 
 Answer = Literal[" Yes", " No"]
 Format = Literal["chat", "raw"]
@@ -335,3 +336,44 @@ def dump_results(path: str | Path, results: Sequence[dict[str, Any]], meta: dict
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({**meta, "files": list(results)}, indent=2, ensure_ascii=False)
     atomic_write_text(path, text + "\n")
+
+
+class EvalsConfig(Strict):
+    """How `charter evals run` scores a model on persona files."""
+
+    model: str = Field("embedded", description="Backend spec of the model scored.")
+    model_options: dict[str, Any] = Field(default_factory=dict, description="Backend options.")
+    format: Format = Field("chat", description="chat (the chat template) or raw (Human/Assistant).")
+    limit: int | None = Field(None, ge=1, description="A seeded sample of N rows per file.")
+    seed: int = Field(0, description="Seed of the --limit sample.")
+
+
+class EvalsInputs(BaseModel):
+    """The persona files, in the order their results are reported."""
+
+    files: list[Path]
+
+
+class EvalsResult(BaseModel):
+    """One summary per file: the rate of answers matching the behaviour, with its interval."""
+
+    results: list[dict[str, Any]]
+
+
+def run_evals_stage(ctx: StageContext, inputs: EvalsInputs, cfg: EvalsConfig) -> EvalsResult:
+    """The `evals` stage: `run_evals` with the model from the process's pool."""
+    backend = ctx.pool.get(cfg.model, cfg.model_options)
+    results = run_evals(
+        inputs.files,
+        backend,
+        fmt=cfg.format,
+        limit=cfg.limit,
+        seed=cfg.seed,
+        progress=ctx.progress,
+    )
+    return EvalsResult(results=results)
+
+
+EVALS: Stage[EvalsInputs, EvalsConfig, EvalsResult] = Stage(
+    "evals", EvalsConfig, run_evals_stage, "model-written persona evals of a model"
+)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from charter.feedback.mc_eval import wilson_interval
+from charter.evaluate.stats import wilson_interval
 
 T = TypeVar("T")
 

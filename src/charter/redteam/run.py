@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from charter.backends import check_spec, load_backend
+from charter.backends import check_spec
 from charter.backends.base import Backend
+from charter.backends.pool import BackendPool
 from charter.constitution.load import load_constitution
 from charter.errors import ConfigError, InputError, RunFolderError
 from charter.jsonl import read_jsonl
@@ -45,6 +46,7 @@ from charter.redteam import judge as J
 from charter.redteam.categories import select_categories
 from charter.redteam.metrics import diversity, grouped_rates, rate
 from charter.runs import JsonlWriter, atomic_write_text
+from charter.stage import Stage, StageContext
 
 ATTACKS = "attacks.jsonl"
 PROMPTS = "prompts.jsonl"
@@ -133,23 +135,10 @@ class State(Strict):
 Progress = Callable[[str, int], None]
 
 
-class Models:
-    """The backends of a run, each spec loaded once (attacker, target and judge may be one)."""
-
-    def __init__(self, batch_size: int, given: Mapping[str, Backend] | None = None) -> None:
-        self.loaded: dict[str, Backend] = dict(given or {})
-        self.batch_size = batch_size
-
-    def get(self, spec: str) -> Backend:
-        if spec not in self.loaded:
-            self.loaded[spec] = load_backend(spec, defaults={"batch_size": self.batch_size})
-        return self.loaded[spec]
-
-
 def measure(
     attacks: Sequence[A.Attack],
     target: str,
-    models: Models,
+    models: BackendPool,
     cfg: RedteamConfig,
     principles: Sequence[Any],
     detector: J.RefusalDetector,
@@ -217,12 +206,14 @@ def run_redteam(
     backends: Mapping[str, Backend] | None = None,
     detector: J.RefusalDetector | None = None,
     embed: A.Embedder | None = None,
+    pool: BackendPool | None = None,
 ) -> dict[str, Any]:
     """Run the attacker rounds (or take the attack set of an earlier run's `attacks.jsonl` with
     `attacks_from`), measure every target, write the folder; return the metrics.
 
     `backends` (spec → backend), `detector` and `embed` replace the ones the specs name, for
-    tests and for callers that already hold the models.
+    tests and for callers that already hold the models; `pool` is the process's backend pool
+    (one is made, and closed at the end, otherwise).
     """
     out = Path(out)
     for spec in {cfg.attacker, cfg.judge, *cfg.targets}:
@@ -236,12 +227,14 @@ def run_redteam(
     }
     state = _open_state(out, config, resume)
     if embed is None:
-        from charter.collective.embeddings import minilm
+        from charter.backends.embeddings import minilm
 
         embed = minilm
     if detector is None:
         detector = J.default_detector()
-    models = Models(cfg.batch_size, backends)
+    # Each spec loaded once (attacker, target and judge may be one); freed when the run ends.
+    models = pool if pool is not None else BackendPool(cfg.batch_size)
+    models.given.update(backends or {})
     writer = JsonlWriter(out / ATTACKS, resume=resume)
     bar = _bar(progress)
     try:
@@ -255,6 +248,8 @@ def run_redteam(
             measure(attacks, target, models, cfg, principles, detector, writer, bar.update)
     finally:
         bar.close()
+        if pool is None:
+            models.close()
     rows = _read_rows(out)
     write_prompts(out / PROMPTS, attacks, rows, cfg.targets[0], attacker=cfg.attacker)
     metrics = compute_metrics(config, state, attacks, rows, cfg.targets, embed)
@@ -267,7 +262,7 @@ def _rounds(
     categories: Sequence[Any],
     state: State,
     out: Path,
-    models: Models,
+    models: BackendPool,
     principles: Sequence[Any],
     detector: J.RefusalDetector,
     writer: JsonlWriter,
@@ -300,7 +295,7 @@ def _attack_round(
     categories: Sequence[Any],
     state: State,
     pool: Sequence[A.Scored],
-    models: Models,
+    models: BackendPool,
     embed: A.Embedder,
 ) -> RoundState:
     plan = A.plan_round(
@@ -522,3 +517,35 @@ def attack_success(
     )
     targets: dict[str, Any] = metrics["targets"]
     return targets
+
+
+class RedteamInputs(BaseModel):
+    """Besides the config: an earlier run's `attacks.jsonl` to re-measure instead of attacking."""
+
+    attacks_from: Path | None = None
+
+
+class RedteamResult(BaseModel):
+    """The metrics `metrics.json` holds."""
+
+    metrics: dict[str, Any]
+
+
+def run_redteam_stage(
+    ctx: StageContext, inputs: RedteamInputs, cfg: RedteamConfig
+) -> RedteamResult:
+    """The `redteam` stage: `run_redteam` into `ctx.out` with the process's backend pool."""
+    metrics = run_redteam(
+        cfg,
+        ctx.out,
+        progress=ctx.progress,
+        resume=ctx.resume,
+        attacks_from=inputs.attacks_from,
+        pool=ctx.pool,
+    )
+    return RedteamResult(metrics=metrics)
+
+
+REDTEAM: Stage[RedteamInputs, RedteamConfig, RedteamResult] = Stage(
+    "redteam", RedteamConfig, run_redteam_stage, "an attacker model red-teams target models"
+)

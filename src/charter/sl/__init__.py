@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from charter.backends.base import Backend
 from charter.constitution.load import dump_constitution
-from charter.constitution.schema import Constitution
+from charter.errors import CharterError
+from charter.generate import GenerationConfig
 from charter.jsonl import read_jsonl
-from charter.records import GenerationRecord, Message, PromptRecord, Sampling, SFTRecord, stable_id
+from charter.records import GenerationRecord, Message, PromptRecord, SFTRecord, stable_id
 from charter.redact import redact_spec
-from charter.runs import JsonlWriter, RunFolder, atomic_write_text
+from charter.runs import JsonlWriter, atomic_write_text
 from charter.sl.checks import check_revision
 from charter.sl.stage import (
     HELPFUL,
@@ -29,33 +31,20 @@ from charter.sl.stage import (
     sft_rows,
     summarize,
 )
+from charter.stage import Stage, StageContext
 
 __all__ = [
+    "SL",
     "SLConfig",
+    "SLInputs",
+    "SLResult",
     "SLRound",
     "SLSample",
     "check_revision",
     "critique_and_revise",
     "draw_principles",
-    "sl_stage",
+    "run_sl",
 ]
-
-
-class _LazyBackend:
-    """Loads the backend on first use, so a stage that is already complete loads nothing."""
-
-    def __init__(self, spec: str, options: dict[str, Any], batch_size: int) -> None:
-        self.spec, self.options, self.batch_size = spec, options, batch_size
-        self._backend: Backend | None = None
-
-    def get(self) -> Backend:
-        if self._backend is None:
-            from charter.backends import load_backend
-
-            self._backend = load_backend(
-                self.spec, defaults={"batch_size": self.batch_size}, **self.options
-            )
-        return self._backend
 
 
 def _count(result: Any) -> int:
@@ -63,33 +52,55 @@ def _count(result: Any) -> int:
     return int(getattr(result, "written", 0) + getattr(result, "skipped", 0))
 
 
-def sl_stage(
-    run: RunFolder,
-    prompts: Sequence[PromptRecord],
-    helpful: Sequence[PromptRecord],
-    backend_spec: str,
-    backend_options: dict[str, Any],
-    constitution: Constitution,
-    cfg: SLConfig,
-    sampling: Sampling,
-    *,
-    batch_size: int,
-    progress: bool = True,
-    prefix: str = "",
-) -> dict[str, Any]:
-    """SL-CAI inside a run folder: `samples.jsonl`, then `sft.jsonl` and `summary.json`.
+class SLInputs(BaseModel):
+    """What the SL-CAI stage works on: red-team prompts, helpful prompts to mix in, and the
+    policy (model and sampling) that answers, critiques and revises."""
 
-    `constitution` is the original (its `cfg.lang` version is used); `helpful` prompts are
-    answered by the policy and mixed into the SFT set at `cfg.helpful_ratio`. `prefix` places
-    the outputs in a subfolder (`sl/` inside `charter run`).
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    prompts: list[PromptRecord]
+    helpful: list[PromptRecord] = Field(default_factory=list)
+    policy: GenerationConfig
+
+
+class SLResult(BaseModel):
+    """The stage's `summary.json`, with its headline numbers typed."""
+
+    n_samples: int
+    n_revised: int
+    n_sft: int
+    acceptance_rate: float
+    tokens_per_s: float | None = None
+    summary: dict[str, Any]
+
+
+def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
+    """SL-CAI in `ctx.out`: `samples.jsonl`, then `sft.jsonl` and `summary.json`.
+
+    The constitution is `ctx.constitution` (its `cfg.lang` version is used); `inputs.helpful`
+    prompts are answered by the policy and mixed into the SFT set at `cfg.helpful_ratio`.
     """
     from charter.generate import generate_answers, generation_id
 
-    folder = run.path / prefix if prefix else run.path
-    folder.mkdir(parents=True, exist_ok=True)
-    localized = constitution.localized(cfg.lang)
+    constitution = ctx.need_constitution()
+    prompts, helpful = inputs.prompts, inputs.helpful
+    backend_spec, backend_options = inputs.policy.model, inputs.policy.model_options
+    sampling = inputs.policy.sampling(ctx.seed)
+    batch_size, progress = inputs.policy.batch_size, ctx.progress
+
+    class _Lazy:
+        def get(self) -> Backend:
+            return ctx.pool.get(backend_spec, backend_options)
+
+    backend = _Lazy()
+    folder, run = ctx.out, ctx.runfolder
+    try:
+        localized = constitution.localized(cfg.lang)
+    except KeyError as e:
+        raise CharterError(
+            f"constitution {constitution.name!r} cannot be used with --lang {cfg.lang}: {e.args[0]}"
+        ) from None
     atomic_write_text(folder / "constitution.yaml", dump_constitution(constitution))
-    backend = _LazyBackend(backend_spec, backend_options, batch_size)
     base = stable_id(
         constitution.compute_sha256(),
         backend_spec,
@@ -111,9 +122,9 @@ def sl_stage(
     records = stable_id([p.model_dump(mode="json") for p in prompts], length=64)
     stats = (
         run.run_stage(
-            f"{prefix}sl",
+            "sl",
             base,
-            [f"{prefix}{SAMPLES}"],
+            [ctx.file(SAMPLES)],
             run_sl,
             _count,
             records_hash=records,
@@ -140,9 +151,9 @@ def sl_stage(
 
         h_records = stable_id([p.model_dump(mode="json") for p in chosen], length=64)
         run.run_stage(
-            f"{prefix}sl-helpful",
+            "sl/helpful",
             base,
-            [f"{prefix}{HELPFUL}"],
+            [ctx.file(HELPFUL)],
             run_helpful,
             _count,
             records_hash=h_records,
@@ -177,4 +188,16 @@ def sl_stage(
         backend=redact_spec(backend_spec),
     )
     atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    return summary
+    return SLResult(
+        n_samples=summary["n_samples"],
+        n_revised=summary["n_revised"],
+        n_sft=summary["n_sft"],
+        acceptance_rate=summary["acceptance_rate"],
+        tokens_per_s=summary.get("tokens_per_s"),
+        summary=summary,
+    )
+
+
+SL: Stage[SLInputs, SLConfig, SLResult] = Stage(
+    "sl", SLConfig, run_sl, "SL-CAI: critique and revise the policy's answers"
+)

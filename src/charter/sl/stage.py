@@ -38,13 +38,15 @@ class SLConfig(Strict):
 
     rounds: int = Field(2, ge=1, description="Critique → revision rounds per prompt.")
     few_shot: int = Field(1, ge=0, description="Worked examples prepended to each critique.")
-    lang: Literal["en", "ar"] = "en"
+    lang: Literal["en", "ar"] = Field("en", description="Language of prompts and constitution.")
     chunk_size: int = Field(32, ge=1, description="Prompts taken through all rounds together.")
     max_growth: float = Field(4.0, gt=1.0, description="Reject revisions this many times longer.")
     helpful_ratio: float = Field(
         0.0, ge=0.0, description="Helpful answers mixed into sft.jsonl per revised sample."
     )
-    helpful_prompts: str = "builtin:helpful"
+    helpful_prompts: str = Field(
+        "builtin:helpful", description="Helpful prompts the policy answers for the mix."
+    )
 
 
 class SLRound(Strict):

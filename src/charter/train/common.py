@@ -12,11 +12,10 @@ import shutil
 import struct
 import sys
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from charter.backends import check_spec
 from charter.errors import ConfigError, RunFolderError
@@ -38,25 +37,25 @@ class TrainOptions(Strict):
     data: Path = Field(description="The JSONL rows to train on.")
     out: Path = Field(description="Output folder: checkpoints, adapter, merged weights, metrics.")
     full: bool = Field(False, description="Full fine-tuning instead of LoRA.")
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling alpha.")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout.")
     target_modules: list[str] | None = Field(
         None, description="LoRA target modules; None means every linear layer but the head."
     )
-    learning_rate: float = Field(2e-4, gt=0.0)
+    learning_rate: float = Field(2e-4, gt=0.0, description="Peak learning rate.")
     batch_size: int = Field(4, ge=1, description="Rows per device per step.")
-    grad_accum: int = Field(1, ge=1)
-    epochs: float = Field(1.0, gt=0.0)
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps per update.")
+    epochs: float = Field(1.0, gt=0.0, description="Passes over the data.")
     max_steps: int | None = Field(None, ge=1, description="Overrides `epochs` when given.")
     max_length: int = Field(512, ge=8, description="Tokens per sequence (prompt + answer).")
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Warm-up steps as a share of all.")
     save_steps: int = Field(10, ge=1, description="Checkpoint every N steps (for --resume).")
-    save_total_limit: int = Field(2, ge=1)
-    logging_steps: int = Field(1, ge=1)
-    seed: int = 0
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept (the newest).")
+    logging_steps: int = Field(1, ge=1, description="Log the loss every N steps.")
+    seed: int = Field(0, description="Seed of data order, dropout and LoRA init.")
     merge: bool = Field(False, description="Also write merged safetensors to OUT/merged.")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     bf16: bool = Field(False, description="bf16 mixed precision (GPUs that support it).")
 
     @model_validator(mode="after")
@@ -66,8 +65,7 @@ class TrainOptions(Strict):
         return self
 
 
-@dataclass
-class TrainResult:
+class TrainResult(BaseModel):
     """What a training run left behind (`merged` only with `merge`)."""
 
     out: Path
@@ -76,7 +74,7 @@ class TrainResult:
     metrics: dict[str, Any]
     steps: int
     seconds: float
-    log_history: list[dict[str, Any]] = field(default_factory=list)
+    log_history: list[dict[str, Any]] = Field(default_factory=list)
 
 
 UNTRAINABLE = {
@@ -108,7 +106,7 @@ def resolve_model_dir(spec: str) -> Path:
     """The folder of safetensors weights + tokenizer that `spec` names (converting `embedded`)."""
     name, arg = check_trainable_spec(spec)
     if name == "embedded":
-        from charter.models import ensure_embedded_model
+        from charter.backends.gguf_convert import ensure_embedded_model
 
         return ensure_embedded_model()
     return Path(arg).expanduser().resolve()

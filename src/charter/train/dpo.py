@@ -46,9 +46,9 @@ DPOLoss = Literal["sigmoid", "ipo", "soft"]
 class DPOOptions(TrainOptions):
     """Options for `charter train dpo`."""
 
-    learning_rate: float = Field(1e-4, gt=0.0)
+    learning_rate: float = Field(1e-4, gt=0.0, description="Peak learning rate.")
     loss: DPOLoss = Field("soft", description="sigmoid and ipo are TRL's; soft uses p_chosen.")
-    beta: float = Field(0.1, gt=0.0)
+    beta: float = Field(0.1, gt=0.0, description="DPO beta: strength of the KL anchor to the base.")
     evaluate: bool = Field(
         True, description="Reward accuracy and margins on the training pairs, before and after."
     )

@@ -36,8 +36,8 @@ from charter.train.data import PreferenceRow, load_preference_rows, preference_e
 class RMOptions(TrainOptions):
     """Options for `charter train rm`; the model is always merged (scoring needs it whole)."""
 
-    learning_rate: float = Field(1e-4, gt=0.0)
-    merge: bool = True
+    learning_rate: float = Field(1e-4, gt=0.0, description="Peak learning rate.")
+    merge: bool = Field(True, description="Write merged weights (scoring needs them).")
 
 
 def _soft_reward_trainer_class() -> type:

@@ -30,7 +30,7 @@ from charter.train.data import load_sft_rows, sft_example
 class SFTOptions(TrainOptions):
     """Options for `charter train sft`."""
 
-    learning_rate: float = Field(2e-4, gt=0.0)
+    learning_rate: float = Field(2e-4, gt=0.0, description="Peak learning rate.")
 
 
 def build_sft_trainer(

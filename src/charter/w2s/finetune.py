@@ -54,7 +54,7 @@ def model_dir(spec: str) -> str:
     """The local folder of a finetunable model spec."""
     base = spec.split("@", 1)[0]
     if base == "embedded":
-        from charter.models import ensure_embedded_model
+        from charter.backends.gguf_convert import ensure_embedded_model
 
         return str(ensure_embedded_model())
     if base.startswith("hf:") and base[3:]:

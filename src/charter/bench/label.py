@@ -1,4 +1,4 @@
-"""`bench label`: the labeller's scoring speed on the default engine against torch fp32.
+"""`charter bench label`: the labeller's scoring speed on the default engine against torch fp32.
 
 Pairs are sampled first (not timed). Then the stage's path, `label_pairs`, sends every
 (pair × principle × order) question of the pairs to `option_logprobs` in one call, which batches
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from charter.bench.baseline import engine_under_test, load_torch_baseline, torch_twin
+from charter.bench.machine import machine, peak_rss
 from charter.errors import CharterError
 from charter.feedback.labeler import LabelConfig, Labeler, LabelTimings, PairRecord, label_pairs
 from charter.feedback.pairs import pair_id
@@ -36,14 +38,6 @@ def bench_label(
     from charter.data import load_prompts
 
     check_spec(feedback)
-    from charter.bench import (
-        _machine,
-        engine_under_test,
-        load_torch_baseline,
-        peak_rss,
-        torch_twin,
-    )
-
     torch_twin(feedback)
     memory: dict[str, float] = {}
     with peak_rss(memory, "load"):
@@ -114,5 +108,5 @@ def bench_label(
         )
         / len(p_a["stage"]),
         "peak_rss_mb": memory,
-        "machine": _machine(baseline),
+        "machine": machine(baseline),
     }
