@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.charter-setup
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench docs clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ lint: setup
 
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
+
+# The generated pages: docs/results.md from docs/bench/*.json (benchmarks and recorded runs; add
+# a run with `python -m charter.bench.report --add-run runs/NAME`) and docs/cli.md from the code.
+docs: setup
+	$(BIN)/python -m charter.bench.report
+	$(BIN)/python -m charter.cli.reference > docs/cli.md
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(BIN)/charter bench generate --backend embedded --n 32 --max-new-tokens 64

@@ -22,6 +22,9 @@ def test_results_md_is_what_the_bench_json_renders() -> None:
 def test_every_committed_benchmark_gives_rows_with_its_own_figures() -> None:
     for path in (ROOT / "docs" / "bench").glob("*.json"):
         result = json.loads(path.read_text(encoding="utf-8"))
+        if result.get("kind") == "run":
+            assert result["stages"] and result["machine"]["commit"], path.name
+            continue
         rows = rows_of(result)
         assert rows, f"{path.name}: not a benchmark kind charter.bench.report knows"
         for row in rows:
@@ -58,3 +61,39 @@ def test_ratios_and_verdicts_from_a_small_set(tmp_path: Path) -> None:
     assert "| 5.00 | 2.00 | 2.50 | ≥ 2.5 | met |" in text
     assert "| 10.0 | 20.0 | 0.50 | ≥ 2.5 | **not met** |" in text
     assert "measured 2026-12-06" in text and "`docs/bench/label.json`: machine not recorded" in text
+
+
+def test_a_run_folder_becomes_a_section_of_results(tmp_path: Path) -> None:
+    """`--add-run`: a real (fake-backend) run's stages and metrics, recorded and rendered."""
+    from charter.config import load_config
+    from charter.pipeline import run_pipeline
+
+    sets = [
+        "generation.model=fake",
+        "train.enabled=false",
+        "sl.limit=2",
+        "label.limit=2",
+        "label.principles_per_pair=1",
+        "evaluate.limit=2",
+        "evaluate.langs=[en]",
+        "evaluate.max_new_tokens=8",
+        f"runs_dir={tmp_path / 'runs'}",
+        "name=tiny",
+    ]
+    run_pipeline(load_config("quick", None, sets), progress=False)
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    out = tmp_path / "results.md"
+    main(["--bench-dir", str(bench), "--out", str(out), "--add-run", str(tmp_path / "runs/tiny")])
+    record = json.loads((bench / "run-tiny.json").read_text(encoding="utf-8"))
+    metrics = json.loads((tmp_path / "runs/tiny/eval/metrics.json").read_text(encoding="utf-8"))
+    hc = metrics["models"]["base"]["harmful_compliance"]
+    assert record["models"]["base"]["harmful_compliance"] == hc
+    assert record["stages"]["sl"]["status"] == "complete"
+    text = out.read_text(encoding="utf-8")
+    assert "## `charter run`: `tiny`" in text
+    assert (
+        f"| `base` | {hc['rate']:.2f} [{hc['ci_low']:.2f}, {hc['ci_high']:.2f}] (n={hc['n']})"
+        in text
+    )
+    assert "| `label/pairs` | complete |" in text

@@ -1,4 +1,5 @@
-"""The package's shape: no import cycles between modules, no module over 600 lines.
+"""The package's shape: no import cycles between modules, no module over 600 lines, no
+function over 80 lines without a `# long: reason` comment.
 
 Fast and model-free: it reads the sources with `ast` and imports nothing from `charter`.
 
@@ -215,4 +216,28 @@ def test_no_module_over_600_lines() -> None:
     long = {name: n for name, n in lines.items() if n > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: " + ", ".join(
         f"{name} ({n})" for name, n in sorted(long.items())
+    )
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_over_80_lines_without_a_reason() -> None:
+    """A function over 80 lines says why in a `# long: ...` comment inside it."""
+    unexplained = []
+    for name, path in all_modules().items():
+        source = path.read_text(encoding="utf-8")
+        lines = source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno is not None
+                length = node.end_lineno - node.lineno + 1
+                body = lines[node.lineno - 1 : node.end_lineno]
+                if length > MAX_FUNCTION_LINES and not any(
+                    line.strip().startswith("# long:") for line in body
+                ):
+                    unexplained.append(f"{name}.{node.name} ({length} lines)")
+    assert not unexplained, (
+        f"functions over {MAX_FUNCTION_LINES} lines without a `# long: reason` comment: "
+        + ", ".join(sorted(unexplained))
     )

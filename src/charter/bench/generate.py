@@ -42,6 +42,8 @@ def bench_generate(
     """Tokens/s of (a) charter's generate stage on `backend_spec` with its default engine,
     (b) raw transformers fp32 `model.generate` at the same batch size and lengths, (b2) the
     same in bf16, and (c) a naive one-prompt-at-a-time fp32 loop; all in this process."""
+    # long: one timed sequence (charter's stage, raw fp32 and bf16 generate, the naive loop) in one
+    # process
     import torch
 
     from charter.backends import load_backend

@@ -33,6 +33,8 @@ def bench_label(
     batch_size: int = 16,
     seed: int = 0,
 ) -> dict[str, Any]:
+    # long: one timed sequence (charter's stage and the torch baseline on the same pairs) in one
+    # process
     from charter.backends import check_spec, load_backend
     from charter.constitution.load import load_constitution
     from charter.data import load_prompts

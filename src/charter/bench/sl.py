@@ -51,6 +51,8 @@ def bench_sl(
     engines (few-shot examples, the answer and the critique in context). With `repeats` > 1 the
     three are measured in turn that many times and the medians reported.
     """
+    # long: one timed sequence (the stage and its torch baseline alternate per repeat); split, it
+    # would hide what is timed
     from charter.backends import load_backend
     from charter.backends.engine import describe
     from charter.constitution.load import load_constitution

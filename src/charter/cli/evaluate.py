@@ -161,6 +161,7 @@ def evaluate(
     writes answers, judgements, metrics.json, samples.jsonl and report.html into --out.
     `charter evaluate mc --data FILE` evaluates a labeller on multiple-choice evals.
     """
+    # long: a command: its options become the EvalOptions, the run folder and the stage call
     if ctx.invoked_subcommand is not None:
         return
     from charter.errors import ConfigError

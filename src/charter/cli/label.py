@@ -103,6 +103,8 @@ def label(
     Writes OUT/pairs.jsonl, OUT/prefs.jsonl (TRL prompt/chosen/rejected rows with the soft label
     p_chosen and every vote) and OUT/summary.json. Resumable with --resume.
     """
+    # long: a command: its options become the config, the inputs and the run folder, then the stage
+    # runs
     from charter.backends import check_spec
     from charter.backends.pool import BackendPool
     from charter.constitution.load import load_constitution

@@ -123,6 +123,8 @@ def analyze(
 ) -> Analysis:
     """Run the whole analysis. With `config.groups == "export"`, the groups are
     `export_groups` (participant id → group id), by default the conversation's own."""
+    # long: the analysis pipeline (matrix, PCA, groups, statistics, consensus) in the order Polis
+    # runs it
     config = config or AnalysisConfig()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -294,6 +296,7 @@ def divisiveness(result: Analysis) -> NDArray[np.float64]:
 
 def summarize(result: Analysis, *, top: int = 10) -> AnalysisSummary:
     """The JSON-able summary of an analysis (everything `draft` and the report need)."""
+    # long: one JSON document, field by field, in the order draft and the report read it
     stats, counts = result.group_stats, result.group_stats.counts
     overall = result.overall
     proj = result.projection

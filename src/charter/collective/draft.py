@@ -238,6 +238,7 @@ def draft_constitution(
     """The constitution drafted from an analysis. `embed` defaults to all-MiniLM-L6-v2;
     `backend` (any charter backend) is required for `rewrite: llm` unless `config.backend`
     names one."""
+    # long: the drafting steps (select, cluster, rewrite, order) share the analysis and its config
     from charter.errors import ConfigError
 
     config = config or DraftConfig()

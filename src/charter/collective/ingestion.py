@@ -139,6 +139,7 @@ def ingest(
     the latter still supplies the export's `group-id`s. `ids-to-toss.csv`, when present (or
     given), lists participants to drop entirely.
     """
+    # long: the three input layouts (Polis folder, ours, a votes file) resolve to one path of checks
     src = Path(src)
     if src.is_dir() and (src / INGEST_REPORT).is_file():
         return read_conversation(src)

@@ -376,6 +376,7 @@ def read_wide_votes(
     Returns the votes, the `group-id` of every participant that has one, and the drop counts;
     the columns of `skipped` statements are counted only.
     """
+    # long: one pass over the rows of a wide CSV that records every kind of dropped cell as it goes
     problems = Problems(path, lenient)
     raw = RawVotes()
     groups: dict[str, int] = {}

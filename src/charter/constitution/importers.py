@@ -313,6 +313,7 @@ def import_anthropic(paths: list[Path], name: str = "anthropic-cai-paper") -> Co
 
 def import_hf(path: Path, name: str | None = None) -> Constitution:
     """llm-swarm's constitution JSON: `constitutions: [{critic, revision}]`, `system_chat`."""
+    # long: one file format, validated entry by entry with its own message for each field
     data = _read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("constitutions"), list):
         raise InputError(

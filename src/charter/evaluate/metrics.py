@@ -75,6 +75,7 @@ def compute_metrics(
     comparisons: Sequence[ComparisonRecord],
 ) -> dict[str, Any]:
     """`metrics.json`: per model the refusal rates and Elo, plus pairwise win rates per axis."""
+    # long: one metrics document: rates per model, set and language, then win rates and Elo per axis
     models = list(opts.models)
     anchor = models[0]
     per_model: dict[str, Any] = {}

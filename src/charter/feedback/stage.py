@@ -77,6 +77,8 @@ class LabelResult(BaseModel):
 def run_label(ctx: StageContext, inputs: LabelInputs, cfg: LabelConfig) -> LabelResult:
     """RL-CAI labelling in `ctx.out`: sample pairs from the policy (or take `inputs.pairs`),
     label them with the feedback model under `ctx.constitution`; the summary is also written."""
+    # long: the stage's two manifest steps (pairs, then labels) share closures over the pool, folder
+    # and timings
     constitution = ctx.need_constitution()
     run, progress, pool = ctx.runfolder, ctx.progress, ctx.pool
     prompts, pairs = inputs.prompts, inputs.pairs

@@ -80,6 +80,8 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
     The constitution is `ctx.constitution` (its `cfg.lang` version is used); `inputs.helpful`
     prompts are answered by the policy and mixed into the SFT set at `cfg.helpful_ratio`.
     """
+    # long: the stage's two manifest steps (revisions, helpful answers) share closures over the pool
+    # and folder
     from charter.generate import generate_answers, generation_id
 
     constitution = ctx.need_constitution()

@@ -258,6 +258,8 @@ def _run_seed(
     losses: list[str],
     progress: bool = False,
 ) -> list[dict[str, Any]]:
+    # long: one seed's experiment, weak → strong → ceiling, whose steps share the split and the
+    # features
     started = time.perf_counter()
     a, b = split_halves(task, seed)
     if config.weak_train_limit is not None and len(a) > config.weak_train_limit:

@@ -130,6 +130,7 @@ def finetune_classifier(
     desc: str = "finetune",
 ) -> FinetunedClassifier:
     """Train LoRA adapters + a head on `texts` to the probability rows `targets` (n, 2)."""
+    # long: one training loop (LoRA, head, accelerate) whose state the steps share
     import torch
     from accelerate import Accelerator
     from peft import LoraConfig, get_peft_model
