@@ -67,12 +67,12 @@ PY
 
 if want generate; then
     step "hf: backend on cuda (charter generate, 16 prompts, 64 new tokens)"
-    "$PY" -m charter generate --backend "$SPEC" --prompts "$WORK/prompts.jsonl" --out "$WORK/hf" \
+    "$PY" -m charter generate --model "$SPEC" --prompts "$WORK/prompts.jsonl" --out "$WORK/hf" \
         --max-new-tokens 64 --batch-size 16 --no-progress || fail "charter generate"
 fi
 if want bench-generate; then
     step "bench generate (charter vs raw vs naive), batch 32"
-    "$PY" -m charter bench generate --backend "$SPEC" --n 32 --batch-size 32 --max-new-tokens 64 \
+    "$PY" -m charter bench generate --model "$SPEC" --n 32 --batch-size 32 --max-new-tokens 64 \
         --json | tee "$OUT/bench_generate.json" || fail "bench generate"
 fi
 
@@ -119,7 +119,6 @@ import sys, time, tempfile
 from pathlib import Path
 import torch
 from charter.backends import load_backend
-from charter.bench.sl import _RecordingBackend
 from charter.constitution.load import load_constitution
 from charter.data import load_prompts
 from charter.records import OptionQuery, Sampling
@@ -129,7 +128,21 @@ from charter.sl.stage import SLConfig, critique_and_revise
 sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 b = load_backend(sys.argv[1], batch_size=16, dtype=sys.argv[2])
 items = load_prompts("builtin:red-team", split="train")[:32]
-rec = _RecordingBackend(b)
+class Recording:
+    """The backend, keeping every generate call's requests (the SL-CAI steps to replay)."""
+
+    def __init__(self, backend):
+        self.backend, self.calls = backend, []
+
+    def generate(self, chats, params):
+        self.calls.append((chats, params))
+        return self.backend.generate(chats, params)
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
+rec = Recording(b)
 greedy = Sampling(max_new_tokens=32, temperature=0.0)
 with tempfile.TemporaryDirectory() as t:
     critique_and_revise(items, rec, load_constitution("udhr").localized("en"),
@@ -156,7 +169,7 @@ done
 for flag in --prefix-cache --no-prefix-cache; do
     want bench-sl || break
     step "bench sl $flag (16 prompts, 2 rounds, batch 16, 64 new tokens)"
-    "$PY" -m charter bench sl --backend "$SPEC" --n 16 --rounds 2 --batch-size 16 \
+    "$PY" -m charter bench sl --model "$SPEC" --n 16 --rounds 2 --batch-size 16 \
         --max-new-tokens 64 --repeats 3 $flag --json | tee "$OUT/bench_sl_${flag#--}.json" \
         || fail "bench sl $flag"
 done
@@ -181,7 +194,7 @@ fi
 
 if "$PY" -c "import vllm" 2>/dev/null; then
     step "vllm: backend (charter generate, 16 prompts, 64 new tokens; option scoring)"
-    "$PY" -m charter generate --backend "vllm:$MODEL" --prompts "$WORK/prompts.jsonl" \
+    "$PY" -m charter generate --model "vllm:$MODEL" --prompts "$WORK/prompts.jsonl" \
         --out "$WORK/vllm" --max-new-tokens 64 --batch-size 16 --no-progress || fail "vllm generate"
     "$PY" - "$MODEL" <<'PY' || fail "vllm option_logprobs"
 import math, sys

@@ -51,3 +51,14 @@ def test_unknown_preset_and_bad_override() -> None:
         load_config("huge")
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         load_config("default", None, ["novalue"])
+
+
+def test_a_yaml_escape_past_unicode_is_an_input_error_with_its_line() -> None:
+    """Found by the constitution fuzz test: PyYAML's scanner raised OverflowError on an escape
+    like "\\UFFFFFFFF"."""
+    from charter.errors import InputError
+    from charter.userinput import parse_yaml
+
+    for text, line in (('"\\UFFFFFFFF"', 1), ('a: 1\nb: "\\U00110000"', 2)):
+        with pytest.raises(InputError, match=rf"x\.yaml, line {line}: not valid YAML/JSON"):
+            parse_yaml(text, "x.yaml")

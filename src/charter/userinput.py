@@ -155,6 +155,9 @@ def parse_yaml(text: str, source: object) -> tuple[Any, Lines]:
         position = getattr(e, "position", None)
         line = text.count("\n", 0, position) + 1 if isinstance(position, int) else None
         raise InputError(source, line, f"not valid YAML/JSON: {_reader_problem(e)}") from None
+    except (OverflowError, ValueError) as e:  # the scanner's chr() of an escape like "\UFFFFFFFF"
+        line = loader.get_mark().line + 1 if loader is not None else None
+        raise InputError(source, line, f"not valid YAML/JSON: {printable(str(e))}") from None
     finally:
         if loader is not None:
             loader.dispose()

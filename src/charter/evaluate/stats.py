@@ -43,8 +43,9 @@ __all__ = [
 ]
 
 
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95% by default).
+def wilson_interval(k: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95% by default); `k` may be fractional
+    (position-averaged successes).
 
     >>> lo, hi = wilson_interval(50, 100)
     >>> round(lo, 4), round(hi, 4)

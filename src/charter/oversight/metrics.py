@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from charter.evaluate import stats
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -39,11 +41,8 @@ def wilson_interval(successes: float, n: int, z: float = 1.959964) -> Interval:
     """
     if n <= 0:
         return Interval(math.nan, math.nan, math.nan, 0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), n)
+    low, high = stats.wilson_interval(successes, n, z)
+    return Interval(successes / n, low, high, n)
 
 
 def bootstrap_interval(
