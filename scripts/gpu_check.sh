@@ -123,7 +123,7 @@ from charter.constitution.load import load_constitution
 from charter.data import load_prompts
 from charter.records import OptionQuery, Sampling
 from charter.runs import JsonlWriter
-from charter.sl.stage import SLConfig, critique_and_revise
+from charter.sl.revise import SLConfig, critique_and_revise
 
 sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 b = load_backend(sys.argv[1], batch_size=16, dtype=sys.argv[2])

@@ -19,7 +19,7 @@ from charter.evaluate.options import EvalOptions
 from charter.feedback.labeler import LabelConfig
 from charter.generate import MODEL_RENAMES, GenerationConfig, renamed_keys
 from charter.records import Strict
-from charter.sl.stage import SLConfig
+from charter.sl.revise import SLConfig
 from charter.train import DPOOptions, SFTOptions
 from charter.userinput import Lines, line_of, parse_yaml, read_text
 

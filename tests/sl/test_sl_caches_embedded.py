@@ -13,7 +13,7 @@ from charter.constitution.load import load_constitution
 from charter.data import load_prompts
 from charter.records import Sampling
 from charter.runs import JsonlWriter
-from charter.sl.stage import SLConfig, critique_and_revise
+from charter.sl.revise import SLConfig, critique_and_revise
 
 pytestmark = pytest.mark.slow
 

@@ -29,7 +29,7 @@ from charter.sl import (
     run_sl,
 )
 from charter.sl.checks import strip_meta
-from charter.sl.stage import SLSample
+from charter.sl.revise import SLSample
 from charter.stage import StageContext
 from conftest import run_cli
 

@@ -56,7 +56,7 @@ def bench_sl(
     from charter.backends import load_backend
     from charter.backends.engine import describe
     from charter.constitution.load import load_constitution
-    from charter.sl.stage import SLConfig, critique_and_revise
+    from charter.sl.revise import SLConfig, critique_and_revise
 
     torch_twin(backend_spec)
     cfg = SLConfig(rounds=rounds, few_shot=few_shot, lang=lang, chunk_size=n)

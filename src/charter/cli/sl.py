@@ -21,7 +21,7 @@ from charter.cli.options import (
     select_prompts,
 )
 from charter.generate import GenerationConfig
-from charter.sl.stage import SLConfig
+from charter.sl.revise import SLConfig
 
 
 @click.command()

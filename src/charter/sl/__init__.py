@@ -1,37 +1,20 @@
-"""SL-CAI: critique → revision under a constitution, and the SFT dataset it yields."""
+"""SL-CAI: critique → revision under a constitution, and the SFT dataset it yields.
+
+`charter.sl.revise` is the algorithm (rounds of critique and revision, the SFT rows),
+`charter.sl.checks` the checks each revision passes, `charter.sl.stage` the stage (`SL`).
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
-
-from charter.backends.base import Backend
-from charter.constitution.load import dump_constitution
-from charter.errors import CharterError
-from charter.generate import GenerationConfig
-from charter.jsonl import read_jsonl
-from charter.records import GenerationRecord, Message, PromptRecord, SFTRecord, stable_id
-from charter.redact import redact_spec
-from charter.runs import JsonlWriter, atomic_write_text
 from charter.sl.checks import check_revision
-from charter.sl.stage import (
-    HELPFUL,
-    SAMPLES,
-    SFT,
-    SUMMARY,
+from charter.sl.revise import (
     SLConfig,
     SLRound,
-    SLRunStats,
     SLSample,
     critique_and_revise,
     draw_principles,
-    sample_id,
-    sft_rows,
-    summarize,
 )
-from charter.stage import Stage, StageContext
+from charter.sl.stage import SL, SLInputs, SLResult, run_sl
 
 __all__ = [
     "SL",
@@ -45,161 +28,3 @@ __all__ = [
     "draw_principles",
     "run_sl",
 ]
-
-
-def _count(result: Any) -> int:
-    """Records of an SL or generate stage: written now plus found done."""
-    return int(getattr(result, "written", 0) + getattr(result, "skipped", 0))
-
-
-class SLInputs(BaseModel):
-    """What the SL-CAI stage works on: red-team prompts, helpful prompts to mix in, and the
-    policy (model and sampling) that answers, critiques and revises."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    prompts: list[PromptRecord]
-    helpful: list[PromptRecord] = Field(default_factory=list)
-    policy: GenerationConfig
-
-
-class SLResult(BaseModel):
-    """The stage's `summary.json`, with its headline numbers typed."""
-
-    n_samples: int
-    n_revised: int
-    n_sft: int
-    acceptance_rate: float
-    tokens_per_s: float | None = None
-    summary: dict[str, Any]
-
-
-def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
-    """SL-CAI in `ctx.out`: `samples.jsonl`, then `sft.jsonl` and `summary.json`.
-
-    The constitution is `ctx.constitution` (its `cfg.lang` version is used); `inputs.helpful`
-    prompts are answered by the policy and mixed into the SFT set at `cfg.helpful_ratio`.
-    """
-    # long: the stage's two manifest steps (revisions, helpful answers) share closures over the pool
-    # and folder
-    from charter.generate import generate_answers, generation_id
-
-    constitution = ctx.need_constitution()
-    prompts, helpful = inputs.prompts, inputs.helpful
-    backend_spec, backend_options = inputs.policy.model, inputs.policy.model_options
-    sampling = inputs.policy.sampling(ctx.seed)
-    batch_size, progress = inputs.policy.batch_size, ctx.progress
-
-    class _Lazy:
-        def get(self) -> Backend:
-            return ctx.pool.get(backend_spec, backend_options)
-
-    backend = _Lazy()
-    folder, run = ctx.out, ctx.runfolder
-    try:
-        localized = constitution.localized(cfg.lang)
-    except KeyError as e:
-        raise CharterError(
-            f"constitution {constitution.name!r} cannot be used with --lang {cfg.lang}: {e.args[0]}"
-        ) from None
-    atomic_write_text(folder / "constitution.yaml", dump_constitution(constitution))
-    base = stable_id(
-        constitution.compute_sha256(),
-        backend_spec,
-        cfg.model_dump(mode="json"),
-        sampling.model_dump(mode="json"),
-        length=64,
-    )
-    stats = SLRunStats()
-    samples_path = folder / SAMPLES
-
-    def run_sl() -> SLRunStats:
-        writer = JsonlWriter(samples_path, resume=True)
-        b = backend.get()
-        sha = localized.compute_sha256()
-        # Samples of prompts no longer asked for go; the others are kept and not redone.
-        writer.retain(sample_id(p, sha, b.spec, cfg, sampling) for p in prompts)
-        return critique_and_revise(prompts, b, localized, cfg, sampling, writer, progress=progress)
-
-    records = stable_id([p.model_dump(mode="json") for p in prompts], length=64)
-    stats = (
-        run.run_stage(
-            "sl",
-            base,
-            [ctx.file(SAMPLES)],
-            run_sl,
-            _count,
-            records_hash=records,
-            per_record=True,
-        )
-        or stats
-    )
-    samples = read_jsonl(samples_path, SLSample) if samples_path.exists() else []
-    rows = sft_rows(samples)
-
-    n_helpful = round(cfg.helpful_ratio * len(rows))
-    helpful_rows: list[SFTRecord] = []
-    if n_helpful and helpful:
-        chosen = list(helpful)[:n_helpful]
-        helpful_path = folder / HELPFUL
-
-        def run_helpful() -> Any:
-            writer = JsonlWriter(helpful_path, resume=True)
-            b = backend.get()
-            writer.retain(generation_id(p, b.spec, sampling) for p in chosen)
-            return generate_answers(
-                chosen, b, sampling, writer, batch_size=batch_size, progress=progress
-            )
-
-        h_records = stable_id([p.model_dump(mode="json") for p in chosen], length=64)
-        run.run_stage(
-            "sl/helpful",
-            base,
-            [ctx.file(HELPFUL)],
-            run_helpful,
-            _count,
-            records_hash=h_records,
-            per_record=True,
-        )
-        for g in read_jsonl(helpful_path, GenerationRecord):
-            if g.completion.strip():
-                helpful_rows.append(
-                    SFTRecord(
-                        id=g.id,
-                        messages=[
-                            *g.messages,
-                            Message(role="assistant", content=g.completion.strip()),
-                        ],
-                        meta={"source": "helpful", "prompt_id": g.prompt_id, "lang": cfg.lang},
-                    )
-                )
-    sft = rows + helpful_rows
-    atomic_write_text(folder / SFT, "".join(r.model_dump_json() + "\n" for r in sft))
-    summary = summarize(samples, stats, len(sft), len(helpful_rows))
-    previous = folder / SUMMARY
-    if not stats.written and previous.exists():
-        # Nothing generated this time (already complete): keep the speed measured when it ran.
-        old = json.loads(previous.read_text(encoding="utf-8"))
-        summary["this_invocation"] = old.get("this_invocation", summary["this_invocation"])
-        summary["tokens_per_s"] = old.get("tokens_per_s")
-    summary.update(
-        lang=cfg.lang,
-        rounds=cfg.rounds,
-        constitution=constitution.name,
-        constitution_sha256=constitution.compute_sha256(),
-        backend=redact_spec(backend_spec),
-    )
-    atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    return SLResult(
-        n_samples=summary["n_samples"],
-        n_revised=summary["n_revised"],
-        n_sft=summary["n_sft"],
-        acceptance_rate=summary["acceptance_rate"],
-        tokens_per_s=summary.get("tokens_per_s"),
-        summary=summary,
-    )
-
-
-SL: Stage[SLInputs, SLConfig, SLResult] = Stage(
-    "sl", SLConfig, run_sl, "SL-CAI: critique and revise the policy's answers"
-)

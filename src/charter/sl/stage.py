@@ -1,359 +1,191 @@
-"""The SL-CAI stage: an initial answer, then rounds of critique → revision under sampled principles.
-
-For each prompt the policy answers; then, for each of N rounds, a principle is drawn at random
-with replacement (seeded per prompt, so the sequence does not depend on batching or resuming),
-the model critiques its current answer under that principle's critique request and rewrites it
-under the revision request, with worked examples from the constitution as earlier turns. Every
-prompt of a chunk goes to the backend together at each step, so the stage costs about
-`1 + 2 × rounds` batched generations per chunk, not prompts × rounds calls. Failed revisions are
-flagged (see `checks`); the final answer is the last accepted one. Samples are written per
-chunk, so a killed stage loses at most the chunk in flight.
-"""
+"""The SL-CAI stage under the stage contract (`charter sl` and `charter run`): in the stage's
+folder, `samples.jsonl` (every critique and revision), `sft.jsonl` and `summary.json`; the
+algorithm itself is `charter.sl.revise`."""
 
 from __future__ import annotations
 
-import random
-import time
-from collections import Counter, defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+import json
+from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from charter.backends.base import Backend
-from charter.constitution.schema import Constitution, CritiqueRevisionExample, Principle
-from charter.records import Message, PromptRecord, Record, Sampling, SFTRecord, Strict, stable_id
-from charter.runs import JsonlWriter
-from charter.sl.checks import check_revision
-
-SAMPLES = "samples.jsonl"
-SFT = "sft.jsonl"
-SUMMARY = "summary.json"
-HELPFUL = "helpful.jsonl"
-
-
-class SLConfig(Strict):
-    """Settings of the SL-CAI stage (the `sl` section of a run config)."""
-
-    rounds: int = Field(2, ge=1, description="Critique → revision rounds per prompt.")
-    few_shot: int = Field(1, ge=0, description="Worked examples prepended to each critique.")
-    lang: Literal["en", "ar"] = Field("en", description="Language of prompts and constitution.")
-    chunk_size: int = Field(32, ge=1, description="Prompts taken through all rounds together.")
-    max_growth: float = Field(4.0, gt=1.0, description="Reject revisions this many times longer.")
-    helpful_ratio: float = Field(
-        0.0, ge=0.0, description="Helpful answers mixed into sft.jsonl per revised sample."
-    )
-    helpful_prompts: str = Field(
-        "builtin:helpful", description="Helpful prompts the policy answers for the mix."
-    )
+from charter.constitution.load import dump_constitution
+from charter.errors import CharterError
+from charter.generate import GenerationConfig
+from charter.jsonl import read_jsonl
+from charter.records import GenerationRecord, Message, PromptRecord, SFTRecord, stable_id
+from charter.redact import redact_spec
+from charter.runs import JsonlWriter, atomic_write_text
+from charter.sl.revise import (
+    HELPFUL,
+    SAMPLES,
+    SFT,
+    SUMMARY,
+    SLConfig,
+    SLRunStats,
+    SLSample,
+    critique_and_revise,
+    sample_id,
+    sft_rows,
+    summarize,
+)
+from charter.stage import Stage, StageContext
 
 
-class SLRound(Strict):
-    principle_id: str
-    critique_request: str
-    critique: str
-    revision_request: str
-    revision: str
-    accepted: bool
-    reason: str | None = None
-    note: str | None = None
+def _count(result: Any) -> int:
+    """Records of an SL or generate stage: written now plus found done."""
+    return int(getattr(result, "written", 0) + getattr(result, "skipped", 0))
 
 
-class SLSample(Record):
-    id: str
-    prompt_id: str
-    messages: list[Message]
-    initial: str
-    rounds: list[SLRound]
-    final: str
-    revised: bool
-    lang: str
-    constitution: str
-    constitution_sha256: str
-    backend: str
-    seed: int
-    completion_tokens: int
-    meta: dict[str, Any] = Field(default_factory=dict)
+class SLInputs(BaseModel):
+    """What the SL-CAI stage works on: red-team prompts, helpful prompts to mix in, and the
+    policy (model and sampling) that answers, critiques and revises."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    prompts: list[PromptRecord]
+    helpful: list[PromptRecord] = Field(default_factory=list)
+    policy: GenerationConfig
 
 
-@dataclass
-class SLRunStats:
-    written: int = 0
-    skipped: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
+class SLResult(BaseModel):
+    """The stage's `summary.json`, with its headline numbers typed."""
+
+    n_samples: int
+    n_revised: int
+    n_sft: int
+    acceptance_rate: float
+    tokens_per_s: float | None = None
+    summary: dict[str, Any]
 
 
-def sample_id(
-    prompt: PromptRecord, constitution_sha: str, backend: str, cfg: SLConfig, sampling: Sampling
-) -> str:
-    return stable_id(
-        prompt.key(),
-        constitution_sha,
-        backend,
-        cfg.rounds,
-        cfg.few_shot,
-        cfg.lang,
-        sampling.model_dump(mode="json"),
-    )
+def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
+    """SL-CAI in `ctx.out`: `samples.jsonl`, then `sft.jsonl` and `summary.json`.
 
+    The constitution is `ctx.constitution` (its `cfg.lang` version is used); `inputs.helpful`
+    prompts are answered by the policy and mixed into the SFT set at `cfg.helpful_ratio`.
+    """
+    # long: the stage's two manifest steps (revisions, helpful answers) share closures over the pool
+    # and folder
+    from charter.generate import generate_answers, generation_id
 
-def draw_principles(
-    principles: Sequence[Principle], prompt_key: str, seed: int, rounds: int
-) -> list[Principle]:
-    """The principle of each round for one prompt: uniform, with replacement, seeded per prompt."""
-    rng = random.Random(int(stable_id(seed, prompt_key), 16))
-    return [rng.choice(list(principles)) for _ in range(rounds)]
+    constitution = ctx.need_constitution()
+    prompts, helpful = inputs.prompts, inputs.helpful
+    backend_spec, backend_options = inputs.policy.model, inputs.policy.model_options
+    sampling = inputs.policy.sampling(ctx.seed)
+    batch_size, progress = inputs.policy.batch_size, ctx.progress
 
+    class _Lazy:
+        def get(self) -> Backend:
+            return ctx.pool.get(backend_spec, backend_options)
 
-def draw_examples(
-    examples: Sequence[CritiqueRevisionExample], prompt_key: str, seed: int, k: int
-) -> list[CritiqueRevisionExample]:
-    if k <= 0 or not examples:
-        return []
-    rng = random.Random(int(stable_id(seed, prompt_key, "few-shot"), 16))
-    return rng.sample(list(examples), min(k, len(examples)))
-
-
-def example_turns(examples: Sequence[CritiqueRevisionExample]) -> list[Message]:
-    """Worked examples as earlier turns of the same conversation."""
-    turns: list[Message] = []
-    for e in examples:
-        turns += [
-            *e.messages,
-            Message(role="user", content=e.critique_request),
-            Message(role="assistant", content=e.critique),
-            Message(role="user", content=e.revision_request),
-            Message(role="assistant", content=e.revision),
-        ]
-    return turns
-
-
-@dataclass
-class _Work:
-    """One prompt in flight through the rounds."""
-
-    rid: str
-    prompt: PromptRecord
-    principles: list[Principle]
-    prefix: list[Message]
-    current: str = ""
-    initial: str = ""
-    tokens: int = 0
-    rounds: list[SLRound] | None = None
-
-
-def critique_and_revise(
-    prompts: Sequence[PromptRecord],
-    backend: Backend,
-    constitution: Constitution,
-    cfg: SLConfig,
-    sampling: Sampling,
-    writer: JsonlWriter,
-    *,
-    progress: bool = True,
-) -> SLRunStats:
-    """Run SL-CAI for every prompt not yet in `writer`; `constitution` must be in `cfg.lang`."""
-    from tqdm.auto import tqdm
-
-    principles = constitution.critique_principles()
-    if not principles:
-        from charter.errors import CharterError
-
+    backend = _Lazy()
+    folder, run = ctx.out, ctx.runfolder
+    try:
+        localized = constitution.localized(cfg.lang)
+    except KeyError as e:
         raise CharterError(
-            f"constitution {constitution.name!r} has no critique/revision principles"
+            f"constitution {constitution.name!r} cannot be used with --lang {cfg.lang}: {e.args[0]}"
+        ) from None
+    atomic_write_text(folder / "constitution.yaml", dump_constitution(constitution))
+    base = stable_id(
+        constitution.compute_sha256(),
+        backend_spec,
+        cfg.model_dump(mode="json"),
+        sampling.model_dump(mode="json"),
+        length=64,
+    )
+    stats = SLRunStats()
+    samples_path = folder / SAMPLES
+
+    def run_sl() -> SLRunStats:
+        writer = JsonlWriter(samples_path, resume=True)
+        b = backend.get()
+        sha = localized.compute_sha256()
+        # Samples of prompts no longer asked for go; the others are kept and not redone.
+        writer.retain(sample_id(p, sha, b.spec, cfg, sampling) for p in prompts)
+        return critique_and_revise(prompts, b, localized, cfg, sampling, writer, progress=progress)
+
+    records = stable_id([p.model_dump(mode="json") for p in prompts], length=64)
+    stats = (
+        run.run_stage(
+            "sl",
+            base,
+            [ctx.file(SAMPLES)],
+            run_sl,
+            _count,
+            records_hash=records,
+            per_record=True,
         )
-    sha = constitution.compute_sha256()
-    examples = constitution.few_shot.critique_revision
-    work = []
-    for p in prompts:
-        rid = sample_id(p, sha, backend.spec, cfg, sampling)
-        if rid in writer.done:
-            continue
-        key = p.key()
-        shots = draw_examples(examples, key, sampling.seed, cfg.few_shot)
-        work.append(
-            _Work(
-                rid,
-                p,
-                draw_principles(principles, key, sampling.seed, cfg.rounds),
-                example_turns(shots),
+        or stats
+    )
+    samples = read_jsonl(samples_path, SLSample) if samples_path.exists() else []
+    rows = sft_rows(samples)
+
+    n_helpful = round(cfg.helpful_ratio * len(rows))
+    helpful_rows: list[SFTRecord] = []
+    if n_helpful and helpful:
+        chosen = list(helpful)[:n_helpful]
+        helpful_path = folder / HELPFUL
+
+        def run_helpful() -> Any:
+            writer = JsonlWriter(helpful_path, resume=True)
+            b = backend.get()
+            writer.retain(generation_id(p, b.spec, sampling) for p in chosen)
+            return generate_answers(
+                chosen, b, sampling, writer, batch_size=batch_size, progress=progress
             )
+
+        h_records = stable_id([p.model_dump(mode="json") for p in chosen], length=64)
+        run.run_stage(
+            "sl/helpful",
+            base,
+            [ctx.file(HELPFUL)],
+            run_helpful,
+            _count,
+            records_hash=h_records,
+            per_record=True,
         )
-    stats = SLRunStats(skipped=len(prompts) - len(work))
-    started = time.perf_counter()
-    steps = 1 + 2 * cfg.rounds
-    with tqdm(
-        total=len(prompts), initial=stats.skipped, unit="prompt", desc="sl", disable=not progress
-    ) as bar:
-        for start in range(0, len(work), cfg.chunk_size):
-            chunk = work[start : start + cfg.chunk_size]
-            for step in range(steps):
-                bar.set_description_str(
-                    f"sl {'answer' if step == 0 else ('critique' if step % 2 else 'revise')}"
-                    f"{'' if step == 0 else f' r{(step + 1) // 2}'}"
+        for g in read_jsonl(helpful_path, GenerationRecord):
+            if g.completion.strip():
+                helpful_rows.append(
+                    SFTRecord(
+                        id=g.id,
+                        messages=[
+                            *g.messages,
+                            Message(role="assistant", content=g.completion.strip()),
+                        ],
+                        meta={"source": "helpful", "prompt_id": g.prompt_id, "lang": cfg.lang},
+                    )
                 )
-                _step(chunk, step, backend, sampling, cfg)
-                elapsed = time.perf_counter() - started
-                done_tokens = sum(w.tokens for w in work)
-                bar.set_postfix_str(f"{done_tokens / elapsed:.1f} tok/s", refresh=True)
-            stats.written += writer.write(
-                [_sample(w, constitution, sha, backend, sampling, cfg) for w in chunk]
-            )
-            bar.update(len(chunk))
-    stats.completion_tokens = sum(w.tokens for w in work)
-    stats.seconds = time.perf_counter() - started
-    return stats
-
-
-def _step(
-    chunk: list[_Work], step: int, backend: Backend, sampling: Sampling, cfg: SLConfig
-) -> None:
-    """Step 0 answers; odd steps critique the current answer; even steps revise it."""
-    if step == 0:
-        chats = [w.prompt.chat() for w in chunk]
-    else:
-        r = (step - 1) // 2
-        chats = []
-        for w in chunk:
-            p = w.principles[r]
-            assert p.critique is not None and p.revision is not None  # critique principles only
-            chat = [
-                *w.prefix,
-                *w.prompt.chat(),
-                Message(role="assistant", content=w.current),
-                Message(role="user", content=p.critique),
-            ]
-            if step % 2 == 0:
-                assert w.rounds is not None
-                chat += [
-                    Message(role="assistant", content=w.rounds[-1].critique),
-                    Message(role="user", content=p.revision),
-                ]
-            chats.append(chat)
-    completions = backend.generate(chats, sampling)
-    for w, c in zip(chunk, completions, strict=True):
-        w.tokens += c.completion_tokens
-        if step == 0:
-            w.initial = w.current = c.text.strip()
-            w.rounds = []
-            continue
-        assert w.rounds is not None
-        p = w.principles[(step - 1) // 2]
-        if step % 2 == 1:
-            w.rounds.append(
-                SLRound(
-                    principle_id=p.id,
-                    critique_request=p.critique or "",
-                    critique=c.text.strip(),
-                    revision_request=p.revision or "",
-                    revision="",
-                    accepted=False,
-                )
-            )
-        else:
-            rnd = w.rounds[-1]
-            check = check_revision(
-                w.current,
-                c.text,
-                [rnd.critique_request, rnd.revision_request],
-                max_growth=cfg.max_growth,
-                examples=[m.content for m in w.prefix if m.role == "assistant"],
-            )
-            rnd.revision, rnd.accepted, rnd.reason, rnd.note = (
-                check.text,
-                check.accepted,
-                check.reason,
-                check.note,
-            )
-            if check.accepted:
-                w.current = check.text
-
-
-def _sample(
-    w: _Work, c: Constitution, sha: str, backend: Backend, sampling: Sampling, cfg: SLConfig
-) -> SLSample:
-    rounds = w.rounds or []
-    return SLSample(
-        id=w.rid,
-        prompt_id=w.prompt.key(),
-        messages=w.prompt.chat(),
-        initial=w.initial,
-        rounds=rounds,
-        final=w.current,
-        revised=any(r.accepted for r in rounds),
+    sft = rows + helpful_rows
+    atomic_write_text(folder / SFT, "".join(r.model_dump_json() + "\n" for r in sft))
+    summary = summarize(samples, stats, len(sft), len(helpful_rows))
+    previous = folder / SUMMARY
+    if not stats.written and previous.exists():
+        # Nothing generated this time (already complete): keep the speed measured when it ran.
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        summary["this_invocation"] = old.get("this_invocation", summary["this_invocation"])
+        summary["tokens_per_s"] = old.get("tokens_per_s")
+    summary.update(
         lang=cfg.lang,
-        constitution=c.name,
-        constitution_sha256=sha,
-        backend=backend.spec,
-        seed=sampling.seed,
-        completion_tokens=w.tokens,
-        meta=w.prompt.meta,
+        rounds=cfg.rounds,
+        constitution=constitution.name,
+        constitution_sha256=constitution.compute_sha256(),
+        backend=redact_spec(backend_spec),
+    )
+    atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return SLResult(
+        n_samples=summary["n_samples"],
+        n_revised=summary["n_revised"],
+        n_sft=summary["n_sft"],
+        acceptance_rate=summary["acceptance_rate"],
+        tokens_per_s=summary.get("tokens_per_s"),
+        summary=summary,
     )
 
 
-def sft_rows(samples: Sequence[SLSample]) -> list[SFTRecord]:
-    """prompt → final answer, for every sample with at least one accepted revision."""
-    return [
-        SFTRecord(
-            id=s.id,
-            messages=[*s.messages, Message(role="assistant", content=s.final)],
-            meta={
-                "source": "sl-cai",
-                "prompt_id": s.prompt_id,
-                "lang": s.lang,
-                "principle_ids": [r.principle_id for r in s.rounds if r.accepted],
-            },
-        )
-        for s in samples
-        if s.revised
-    ]
-
-
-def summarize(
-    samples: Sequence[SLSample], stats: SLRunStats, n_sft: int, n_helpful: int
-) -> dict[str, Any]:
-    """Counts and acceptance rates (overall, per principle, per round), reasons and speed."""
-    per_principle: dict[str, Counter[str]] = defaultdict(Counter)
-    per_round: dict[int, Counter[str]] = defaultdict(Counter)
-    reasons: Counter[str] = Counter()
-    for s in samples:
-        for i, r in enumerate(s.rounds):
-            for bucket in (per_principle[r.principle_id], per_round[i + 1]):
-                bucket["rounds"] += 1
-                bucket["accepted"] += int(r.accepted)
-            if r.reason:
-                reasons[r.reason] += 1
-
-    def rate(c: Counter[str]) -> dict[str, float | int]:
-        return {
-            "rounds": c["rounds"],
-            "accepted": c["accepted"],
-            "acceptance_rate": round(c["accepted"] / c["rounds"], 4) if c["rounds"] else 0.0,
-        }
-
-    total = Counter[str]()
-    for c in per_round.values():
-        total.update(c)
-    return {
-        "n_samples": len(samples),
-        "n_revised": sum(s.revised for s in samples),
-        "acceptance_rate": rate(total)["acceptance_rate"],
-        "rounds_total": total["rounds"],
-        "rounds_accepted": total["accepted"],
-        "per_principle": {k: rate(v) for k, v in sorted(per_principle.items())},
-        "per_round": {str(k): rate(v) for k, v in sorted(per_round.items())},
-        "rejection_reasons": dict(reasons.most_common()),
-        "n_sft": n_sft,
-        "n_helpful": n_helpful,
-        "this_invocation": {
-            "samples_written": stats.written,
-            "samples_skipped": stats.skipped,
-            "completion_tokens": stats.completion_tokens,
-            "seconds": round(stats.seconds, 3),
-        },
-        "tokens_per_s": round(stats.completion_tokens / stats.seconds, 2)
-        if stats.seconds > 0
-        else None,
-    }
+SL: Stage[SLInputs, SLConfig, SLResult] = Stage(
+    "sl", SLConfig, run_sl, "SL-CAI: critique and revise the policy's answers"
+)
