@@ -125,6 +125,13 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 )
 @click.option("--resume", is_flag=True, help="Continue the evaluation in --out.")
 @REDO
+@click.option(
+    "--inspect-log",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write one Inspect AI log per model (DIR/NAME.eval) that `inspect view` opens "
+    "(needs charter[inspect]).",
+)
 @click.option("--report/--no-report", default=True, show_default=True, help="Write report.html.")
 @JSON
 @PROGRESS
@@ -149,6 +156,7 @@ def evaluate(
     model_opt: tuple[str, ...],
     resume: bool,
     redo: tuple[str, ...],
+    inspect_log: Path | None,
     report: bool,
     as_json: bool,
     progress: bool,
@@ -213,6 +221,11 @@ def evaluate(
     with folder, BackendPool(opts.batch_size) as pool:
         stage_ctx = StageContext(folder, pool, None, progress and not as_json, seed)
         metrics = EVALUATE.run(stage_ctx, inputs, opts).metrics
+    if inspect_log is not None:
+        from charter.inspectai.logs import write_inspect_logs
+
+        for path in write_inspect_logs(out, inspect_log):
+            click.echo(f"wrote {path}", err=True)
     if as_json:
         click.echo(json.dumps({"out": str(out), "models": metrics["models"]}))
         return

@@ -129,6 +129,7 @@ VOCABULARY: dict[str, str] = {
     "--max-growth": "sl: reject a revision this many times longer than the answer it revises.",
     "--bootstrap": "evaluate: bootstrap resamples of the Elo and win-rate intervals.",
     "--mc": "evaluate: a multiple-choice eval file; each model's accuracy on it (repeatable).",
+    "--inspect-log": "evaluate: also write Inspect AI logs (one .eval per model) into DIR.",
     "--report": "evaluate: also write report.html (--no-report skips it).",
     "--bf16": "train: bf16 mixed precision.",
     "--gradient-checkpointing": "train: trade compute for activation memory.",

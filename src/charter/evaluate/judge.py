@@ -15,6 +15,7 @@ from pydantic import Field
 
 from charter.backends.base import Backend
 from charter.backends.pool import BackendPool
+from charter.constitution.schema import Constitution
 from charter.evaluate.answers import AnswerRecord, Timings, progress_bar
 from charter.evaluate.options import AXES, COMPARISONS, JUDGE_KEY, Axis, EvalOptions, Inputs
 from charter.feedback.labeler import (
@@ -143,15 +144,13 @@ def judge_pairs(
                             few_shot=opts.few_shot,
                         )
                     t0 = time.perf_counter()
-                    prefs = label_pairs(
+                    verdicts = judge_answers(
                         [_pair_record(p) for p in asked], backend, constitution, cfg, labeler
                     )
                     timings.judge_s += time.perf_counter() - t0
                     timings.comparisons += len(asked)
-                    for p, pref in zip(asked, prefs, strict=True):
-                        first_chosen = pref.chosen[0].content == p.a.answer
-                        p_a = pref.p_chosen if first_chosen else 1.0 - pref.p_chosen
-                        records.append(_comparison(p, opts, p_a, pref.votes, pref.principle_ids))
+                    for p, (p_a, votes, principle_ids) in zip(asked, verdicts, strict=True):
+                        records.append(_comparison(p, opts, p_a, votes, principle_ids))
                 writer.write(records)
                 bar.update(len(part))
     wanted = {p.id: p for p in plans}
@@ -161,6 +160,25 @@ def judge_pairs(
         else {}
     )
     return [by_id[p.id] for p in plans if p.id in by_id]
+
+
+def judge_answers(
+    pairs: Sequence[PairRecord],
+    backend: Backend,
+    constitution: Constitution,
+    cfg: LabelConfig,
+    labeler: Labeler,
+) -> list[tuple[float, list[Vote], list[str]]]:
+    """For each pair of answers `(a, b)`: the judge's probability that `a` is the better one
+    (the labeller's soft label, both orders averaged), its votes and the principles asked."""
+    out = []
+    for pair, pref in zip(
+        pairs, label_pairs(pairs, backend, constitution, cfg, labeler), strict=True
+    ):
+        first_chosen = pref.chosen[0].content == pair.responses[0]
+        p_a = pref.p_chosen if first_chosen else 1.0 - pref.p_chosen
+        out.append((p_a, pref.votes, pref.principle_ids))
+    return out
 
 
 def _pair_record(p: _PairPlan) -> PairRecord:
