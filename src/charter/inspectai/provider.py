@@ -16,7 +16,7 @@ from typing import Any
 from inspect_ai.model import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, modelapi
 from inspect_ai.tool import ToolChoice, ToolInfo
 
-from charter.records import Message, Sampling
+from charter.records import Message, OptionQuery, Sampling
 
 DEFAULT_MAX_TOKENS = 128
 
@@ -62,7 +62,7 @@ class CharterModelAPI(ModelAPI):
         self._backend: Any = None
         self._lock = threading.Lock()
 
-    def backend(self) -> Any:
+    def charter_backend(self) -> Any:
         """The charter backend, loaded on first use."""
         with self._lock:
             if self._backend is None:
@@ -70,6 +70,15 @@ class CharterModelAPI(ModelAPI):
 
                 self._backend = load_backend(self.spec, **self.options)
             return self._backend
+
+    def option_probs(self, query: OptionQuery) -> dict[str, float]:
+        """The backend's normalized probabilities of a query's options (charter's scoring)."""
+        from charter.backends.base import normalized_option_probs
+
+        backend = self.charter_backend()
+        with self._lock:
+            (logprobs,) = backend.option_logprobs([query])
+        return normalized_option_probs(logprobs)
 
     def max_connections(self) -> int:
         return 1  # one request at a time: the backend answers them in turn anyway
@@ -84,7 +93,7 @@ class CharterModelAPI(ModelAPI):
         chat, sampling = to_messages(input), to_sampling(config)
 
         def answer() -> str:
-            backend = self.backend()
+            backend = self.charter_backend()
             with self._lock:
                 (completion,) = backend.generate([chat], sampling)
             return str(completion.text)
