@@ -7,6 +7,7 @@
 | `ct2:<folder>`, `ct2:embedded`| CTranslate2 (int8 on CPU), converted once, cached         |
 | `openai:<base_url>#<model>`   | any OpenAI-compatible server (vLLM, llama.cpp, Ollama, …) |
 | `vllm:<model>`                | in-process vLLM (GPU)                                     |
+| `inspect-log:<path>`          | another model's answers from an Inspect AI log, replayed  |
 | `fake`                        | deterministic scripted outputs, for tests                 |
 
 Each engine's module is imported only when its spec is used, so naming a backend costs nothing
@@ -53,6 +54,12 @@ BACKENDS: dict[str, tuple[str, str, str, str]] = {
         "any OpenAI-compatible server: vLLM, llama.cpp server, Ollama, hosted APIs",
     ),
     "vllm": ("charter.backends.vllm", "VLLMBackend", "vllm:<model>", "in-process vLLM on a GPU"),
+    "inspect-log": (
+        "charter.backends.inspect_log",
+        "InspectLogBackend",
+        "inspect-log:<path of an Inspect .eval log>",
+        "another model's answers from an Inspect AI log, replayed (charter evaluate)",
+    ),
     "fake": (
         "charter.backends.fake",
         "FakeBackend",
