@@ -14,6 +14,19 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# `--set` items for a `charter run` of seconds: the fake policy, no training (it needs weights),
+# a handful of prompts per stage.
+FAKE_RUN = [
+    "generation.model=fake",
+    "train.enabled=false",
+    "sl.limit=2",
+    "label.limit=2",
+    "label.principles_per_pair=1",
+    "evaluate.limit=1",
+    "evaluate.langs=[en]",
+    "evaluate.max_new_tokens=8",
+]
+
 TESTS = Path(__file__).parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))

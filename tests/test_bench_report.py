@@ -67,19 +67,9 @@ def test_a_run_folder_becomes_a_section_of_results(tmp_path: Path) -> None:
     """`--add-run`: a real (fake-backend) run's stages and metrics, recorded and rendered."""
     from charter.config import load_config
     from charter.pipeline import run_pipeline
+    from conftest import FAKE_RUN
 
-    sets = [
-        "generation.model=fake",
-        "train.enabled=false",
-        "sl.limit=2",
-        "label.limit=2",
-        "label.principles_per_pair=1",
-        "evaluate.limit=2",
-        "evaluate.langs=[en]",
-        "evaluate.max_new_tokens=8",
-        f"runs_dir={tmp_path / 'runs'}",
-        "name=tiny",
-    ]
+    sets = [*FAKE_RUN, "evaluate.limit=2", f"runs_dir={tmp_path / 'runs'}", "name=tiny"]
     run_pipeline(load_config("quick", None, sets), progress=False)
     bench = tmp_path / "bench"
     bench.mkdir()

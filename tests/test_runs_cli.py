@@ -9,17 +9,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from charter.cli import cli
+from conftest import FAKE_RUN
 
-FAST = [
-    "generation.model=fake",
-    "train.enabled=false",
-    "sl.limit=2",
-    "label.limit=2",
-    "label.principles_per_pair=1",
-    "evaluate.limit=1",
-    "evaluate.langs=[en]",
-    "evaluate.max_new_tokens=8",
-]
+FAST = FAKE_RUN
 
 
 def _sets(items: list[str]) -> list[str]:

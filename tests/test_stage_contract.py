@@ -18,18 +18,10 @@ from charter.config import RunConfig, load_config
 from charter.errors import CharterError, ConfigError
 from charter.pipeline import run_pipeline, train_options
 from charter.stage import Stage, stages
+from conftest import FAKE_RUN
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "charter"
-FAST = [
-    "generation.model=fake",
-    "train.enabled=false",
-    "sl.limit=2",
-    "label.limit=2",
-    "label.principles_per_pair=1",
-    "evaluate.limit=1",
-    "evaluate.langs=[en]",
-    "evaluate.max_new_tokens=8",
-]
+FAST = FAKE_RUN
 
 
 class Reached(Exception):

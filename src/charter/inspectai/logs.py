@@ -47,19 +47,11 @@ def write_inspect_logs(eval_dir: Path, out: Path) -> list[Path]:
         EvalSpec,
         write_eval_log,
     )
-    from inspect_ai.model import (
-        ChatMessageAssistant,
-        ChatMessageSystem,
-        ChatMessageUser,
-        ModelOutput,
-    )
+    from inspect_ai.model import ModelOutput
     from inspect_ai.scorer import Score
 
-    kinds = {
-        "system": ChatMessageSystem,
-        "user": ChatMessageUser,
-        "assistant": ChatMessageAssistant,
-    }
+    from charter.inspectai.provider import to_inspect
+
     metrics = json.loads((eval_dir / METRICS).read_text(encoding="utf-8"))
     answers = read_jsonl(eval_dir / ANSWERS, AnswerRecord)
     created = datetime.datetime.now(datetime.timezone.utc).isoformat()
@@ -72,7 +64,7 @@ def write_inspect_logs(eval_dir: Path, out: Path) -> list[Path]:
             EvalSample(
                 id=f"{a.set}:{a.lang}:{a.prompt_id}",
                 epoch=1,
-                input=[kinds[m.role](content=m.content) for m in a.messages],
+                input=to_inspect(a.messages),
                 target="",
                 output=ModelOutput.from_content(model=f"charter/{spec}", content=a.answer),
                 scores={

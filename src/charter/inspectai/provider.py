@@ -13,7 +13,16 @@ import asyncio
 import threading
 from typing import Any
 
-from inspect_ai.model import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, modelapi
+from inspect_ai.model import (
+    ChatMessage,
+    ChatMessageAssistant,
+    ChatMessageSystem,
+    ChatMessageUser,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    modelapi,
+)
 from inspect_ai.tool import ToolChoice, ToolInfo
 
 from charter.records import Message, OptionQuery, Sampling
@@ -29,6 +38,16 @@ def to_messages(messages: list[ChatMessage]) -> list[Message]:
             raise ValueError(f"charter backends take system, user and assistant turns: {m.role}")
         out.append(Message(role=m.role, content=m.text))
     return out
+
+
+def to_inspect(messages: list[Message]) -> list[ChatMessage]:
+    """charter's chat messages as Inspect's (the inverse of `to_messages`)."""
+    kinds = {
+        "system": ChatMessageSystem,
+        "user": ChatMessageUser,
+        "assistant": ChatMessageAssistant,
+    }
+    return [kinds[m.role](content=m.content) for m in messages]
 
 
 def to_sampling(config: GenerateConfig) -> Sampling:

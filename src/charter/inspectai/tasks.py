@@ -96,22 +96,16 @@ def refusal(count: str = "comply") -> Scorer:
 
 def prompt_samples(sets: tuple[str, ...], lang: str, split: str, limit: int | None) -> list[Sample]:
     """The builtin prompt sets as Inspect samples (chat input, metadata set, lang, category)."""
-    from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, ChatMessageUser
-
     from charter.data import load_prompts
+    from charter.inspectai.provider import to_inspect
 
-    kinds = {
-        "system": ChatMessageSystem,
-        "user": ChatMessageUser,
-        "assistant": ChatMessageAssistant,
-    }
     samples = []
     for name in sets:
         records = load_prompts(
             f"builtin:{name}", lang=lang, split=None if split == "all" else split
         )
         for r in records[:limit]:
-            chat = [kinds[m.role](content=m.content) for m in r.chat()]
+            chat = to_inspect(r.chat())
             meta = {
                 "set": name,
                 "lang": lang,
