@@ -289,8 +289,9 @@ def test_old_spellings_parse_to_the_new_options(
 def json_out(args: list[str]) -> Any:
     result = charter([*args, "--json"])
     assert result.exit_code == 0, result.output
-    value = json.loads(result.stdout)  # stdout holds the JSON object and nothing else
-    assert isinstance(value, dict)
+    value = json.loads(result.stdout)  # stdout holds the JSON value and nothing else
+    # One object, or for a listing (`models list`, `models backends`) one list of objects.
+    assert isinstance(value, dict) or all(isinstance(v, dict) for v in value)
     return value
 
 
@@ -300,7 +301,9 @@ def test_json_on_cheap_commands(tmp_path: Path) -> None:
     valid = json_out(["constitution", "validate", "udhr"])
     assert valid["invalid"] == 0 and valid["files"][0]["status"] == "ok"
     models = json_out(["models", "list"])
-    assert {b["name"] for b in models["backends"]} >= {"embedded", "fake"}
+    assert {m["spec"] for m in models} >= {"embedded", "model:qwen2.5-coder-1.5b-instruct"}
+    backends = json_out(["models", "backends"])
+    assert {b["name"] for b in backends} >= {"embedded", "fake", "model"}
     categories = json_out(["redteam", "--list-categories"])
     assert len(categories["categories"]) == 15
     tiny = json_out(["models", "pull", "--tiny-random", str(tmp_path / "tiny")])

@@ -126,19 +126,52 @@ class RunConfig(Strict):
         "udhr", description="Builtin name, YAML/JSON file, or collective:DIR."
     )
     sl: RunSLConfig = Field(default_factory=RunSLConfig)
-    feedback: RoleConfig = Field(default_factory=RoleConfig)
-    judge: RoleConfig = Field(default_factory=RoleConfig)
+    reviser: RoleConfig = Field(
+        default_factory=RoleConfig, description="SL-CAI's critic and reviser; empty: the policy."
+    )
+    feedback: RoleConfig = Field(
+        default_factory=RoleConfig,
+        description="The AI labeller; empty: the strongest installed offline model for a local "
+        "policy (`charter models list`), else the policy.",
+    )
+    judge: RoleConfig = Field(
+        default_factory=RoleConfig,
+        description="The evaluation judge; empty: as for feedback.",
+    )
     label: RunLabelConfig = Field(default_factory=RunLabelConfig)
     train: RunTrainConfig = Field(default_factory=RunTrainConfig)
     evaluate: RunEvalConfig = Field(default_factory=RunEvalConfig)
 
-    def role(self, name: Literal["policy", "feedback", "judge"]) -> tuple[str, dict[str, Any]]:
-        """The backend spec and options of a role (feedback and judge default to the policy)."""
-        if name != "policy":
-            role: RoleConfig = getattr(self, name)
-            if role.model:
-                return role.model, dict(role.model_options)
-        return self.generation.model, dict(self.generation.model_options)
+    def role(
+        self, name: Literal["policy", "reviser", "feedback", "judge"]
+    ) -> tuple[str, dict[str, Any]]:
+        """The backend spec and options of a role. The reviser defaults to the policy (as in the
+        paper); feedback and judge to the strongest installed offline model when the policy is
+        a local model, else to the policy (a served model is usually the stronger)."""
+        policy = self.generation.model, dict(self.generation.model_options)
+        if name == "policy":
+            return policy
+        role: RoleConfig = getattr(self, name)
+        if role.model:
+            return role.model, dict(role.model_options)
+        if name == "reviser":
+            return policy
+        return default_role(*policy)
+
+
+# Policies whose feedback and judge default to the strongest installed offline model.
+LOCAL_SPECS = ("embedded", "model:", "hf:", "ct2:")
+
+
+def default_role(spec: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The feedback or judge model of a run whose policy is `spec`: the strongest installed
+    catalog model for a local policy, else the policy itself."""
+    if not spec.startswith(LOCAL_SPECS):
+        return spec, options
+    from charter.backends.catalog import strongest_installed
+
+    best = strongest_installed().spec
+    return (spec, options) if best == spec else (best, {})
 
 
 PRESETS: dict[str, dict[str, Any]] = {

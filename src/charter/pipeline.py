@@ -107,7 +107,7 @@ def check_config(cfg: RunConfig) -> None:
     """Fail before any model loads: every backend spec, the training model and options."""
     from charter.backends import check_spec
 
-    for role in ("policy", "feedback", "judge"):
+    for role in ("policy", "reviser", "feedback", "judge"):
         check_spec(cfg.role(role)[0])
     if cfg.train.enabled:
         if not (cfg.sl.enabled and cfg.label.enabled):
@@ -265,10 +265,16 @@ def _generate_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
 
 
 def _sl_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
+    from charter.feedback import ModelRole
     from charter.sl import SLConfig, SLInputs
 
     sl_cfg = SLConfig.model_validate(cfg.sl.model_dump(include=set(SLConfig.model_fields)))
-    inputs = SLInputs(prompts=sets["sl"], helpful=sets["sl-helpful"], policy=cfg.generation)
+    reviser = None
+    if cfg.reviser.model:
+        reviser = ModelRole(model=cfg.reviser.model, model_options=cfg.reviser.model_options)
+    inputs = SLInputs(
+        prompts=sets["sl"], helpful=sets["sl-helpful"], policy=cfg.generation, reviser=reviser
+    )
     r = STAGES["sl"].run(ctx.inside("sl"), inputs, sl_cfg)
     return (
         f"{r.n_samples} samples, {r.n_revised} revised (acceptance {r.acceptance_rate:.2f}), "

@@ -210,3 +210,44 @@ def test_summary_counts_identical_pairs_and_histogram() -> None:
     assert s["identical_pairs"] == 1
     assert s["p_chosen_histogram"]["0.9-1.0"] == 1 and s["p_chosen_histogram"]["0.5-0.6"] == 1
     assert s["p_chosen_mean"] == pytest.approx(0.7)
+
+
+def test_the_chat_format_asks_in_turns_and_scores_the_option_as_the_answer() -> None:
+    seen: list[OptionQuery] = []
+
+    def logprobs(q: OptionQuery) -> dict[str, float]:
+        seen.append(q)
+        return {"(A)": math.log(0.8), "(B)": math.log(0.2)}
+
+    cfg = LabelConfig(principles_per_pair=1, few_shot=2, format="chat")
+    labeler = LABELER.model_copy(update={"format": "chat", "few_shot": 2})
+    [row] = label_pairs([pair()], FakeBackend(logprobs=logprobs), constitution(1, 2), cfg, labeler)
+    q = seen[0]
+    assert isinstance(q.prompt, list) and q.options == ["(A)", "(B)"]
+    # Two worked examples (user, assistant) then the question; the examples' answers alternate.
+    assert [m.role for m in q.prompt] == ["user", "assistant"] * 2 + ["user"]
+    assert [m.content for m in q.prompt if m.role == "assistant"] == ["(A)", "(B)"]
+    assert q.prompt[-1].content.endswith("Answer with (A) or (B) only.")
+    assert all(v.p_a == pytest.approx(0.8) for v in row.votes)
+    # Always (A) in both orders: no preference, as in the raw format.
+    assert row.p_chosen == pytest.approx(0.5)
+
+
+def test_the_raw_format_keeps_the_ids_of_records_written_before_formats() -> None:
+    from charter.feedback.labeler import preference_id
+
+    raw = preference_id("p", LABELER, LabelConfig(), "sha")
+    chat = preference_id(
+        "p", LABELER.model_copy(update={"format": "chat"}), LabelConfig(format="chat"), "sha"
+    )
+    assert raw != chat
+    from charter.records import stable_id
+
+    # The formula before formats existed, which knew no `format` field.
+    before = stable_id(
+        "p",
+        LABELER.model_dump(mode="json", exclude={"format"}),
+        LabelConfig().model_dump(mode="json", exclude={"chunk_size", "format"}),
+        "sha",
+    )
+    assert raw == before

@@ -149,3 +149,57 @@ def test_embedded_on_a_subset_of_the_hhh_evals(tmp_path: Path) -> None:
     r = json.loads(result.stdout)
     assert r["n"] == 16 and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
     assert -0.5 < r["letter_bias"] < 0.5 and 0 <= r["ece"] <= 1
+
+
+def test_chat_format_examples_and_principle_ensemble(tmp_path: Path) -> None:
+    """--format chat asks the item as a user turn and scores "(A)"/"(B)" as the answer;
+    --examples puts worked examples first; --principles asks once per principle and averages."""
+    from charter.feedback.mc_eval import mc_format, mc_queries
+
+    item = MCItem.model_validate(paper_item("kind", "rude", " (A)"))
+    [(q, back)] = mc_queries(item, mc_format("chat", examples=2))
+    assert isinstance(q.prompt, list) and q.options == ["(A)", "(B)"]
+    assert back == {"(A)": " (A)", "(B)": " (B)"}
+    assert [m.role for m in q.prompt] == ["user", "assistant", "user", "assistant", "user"]
+    last = q.prompt[-1].content
+    assert last.startswith("Consider the following conversation") and "The answer is" not in last
+    assert last.endswith("(B) [[[rude]]]\n\nAnswer with (A) or (B) only.")
+    asked = mc_queries(item, mc_format("raw", principles=3))
+    assert len(asked) == 3 and all(isinstance(q.prompt, str) for q, _ in asked)
+    assert len({q.prompt for q, _ in asked}) == 3
+    assert all(
+        "most helpful" not in str(q.prompt) and "[[[kind]]]" in str(q.prompt) for q, _ in asked
+    )
+
+    # The ensemble's probability is the mean over its questions: 0.9, 0.6 and 0.3 for (A).
+    p_a = iter([0.9, 0.6, 0.3])
+
+    def logprobs(q: OptionQuery) -> dict[str, float]:
+        p = next(p_a)
+        return {" (A)": math.log(p), " (B)": math.log(1 - p)}
+
+    loaded = [Loaded(Path("x"), 1, item)]
+    result = evaluate_mc(loaded, FakeBackend(logprobs=logprobs), fmt=mc_format(principles=3))
+    assert result["mean_p_correct"] == pytest.approx(0.6) and result["questions"] == 3
+    with pytest.raises(Exception, match="need the chat format"):
+        mc_format("raw", examples=1)
+    r = CliRunner().invoke(
+        evaluate,
+        [
+            "mc",
+            "--model",
+            "fake",
+            "--data",
+            str(write(tmp_path, [paper_item("a", "b", " (B)")])),
+            "--format",
+            "chat",
+            "--examples",
+            "1",
+            "--swap",
+            "--json",
+            "--no-progress",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["format"] == "chat" and out["examples"] == 1 and "swap" in out

@@ -267,3 +267,32 @@ def test_arabic_uses_arabic_principles_and_examples(tmp_path: Path) -> None:
     sample = SLSample.model_validate_json((tmp_path / "s.jsonl").read_text())
     principle = udhr.principle(sample.rounds[0].principle_id)
     assert chat[-1].content == principle.translations["ar"].critique
+
+
+def test_a_reviser_writes_the_critiques_and_revisions(tmp_path: Path) -> None:
+    """The policy answers; the reviser (the paper's default: the policy itself) critiques and
+    revises, and the sample says which model did."""
+    policy = FakeBackend(answers=scripted, spec="fake-policy")
+    reviser = FakeBackend(answers=scripted, spec="fake-reviser")
+    writer = JsonlWriter(tmp_path / "s.jsonl")
+    cfg = SLConfig(rounds=2, few_shot=0)
+    critique_and_revise(
+        prompts(3), policy, CONSTITUTION, cfg, Sampling(), writer, progress=False, reviser=reviser
+    )
+    assert [len(c.requests) for c in policy.calls] == [3]  # the answers only
+    assert [len(c.requests) for c in reviser.calls] == [3] * 4  # 2 × (critique, revision)
+    rows = [
+        SLSample.model_validate_json(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()
+    ]
+    assert {r.reviser for r in rows} == {"fake-reviser"} and {r.backend for r in rows} == {
+        "fake-policy"
+    }
+    assert all(r.initial.startswith("initial answer") and r.revised for r in rows)
+    # Without a reviser the same prompts get other ids (and none is taken as done).
+    from charter.sl.revise import sample_id
+
+    p = prompts(1)[0]
+    sha = CONSTITUTION.compute_sha256()
+    assert sample_id(p, sha, "fake-policy", cfg, Sampling()) != sample_id(
+        p, sha, "fake-policy", cfg, Sampling(), "fake-reviser"
+    )

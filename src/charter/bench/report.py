@@ -12,7 +12,7 @@ its models' harmful compliance, over-refusal and Elo. `--add-run runs/NAME` writ
 folder before rendering.
 
     python -m charter.bench.report [--bench-dir docs/bench] [--out docs/results.md]
-                                   [--add-run RUN_DIR]...
+                                   [--add-run RUN_DIR]... [--add-judges NAME DIR...]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from charter.bench.judges import judge_record, render_judges
 from charter.bench.runs import render_run, run_record
 
 
@@ -173,6 +174,11 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     ]
     for name in sorted(results):
         result = results[name]
+        if result.get("kind") == "judge_formats":
+            lines += ["", f"## The judge's prompt formats: `{result['name']}`", ""]
+            lines += [f"`docs/bench/{name}`: {provenance(result)}.", ""]
+            lines += render_judges(result)
+            continue
         if result.get("kind") == "run":
             lines += ["", f"## `charter run`: `{result['run']}`", ""]
             lines += [f"`docs/bench/{name}`: {provenance(result)}.", ""]
@@ -210,7 +216,21 @@ def main(argv: list[str] | None = None) -> None:
         metavar="RUN_DIR",
         help="First record this run folder's figures as BENCH_DIR/run-NAME.json.",
     )
+    parser.add_argument(
+        "--add-judges",
+        nargs="+",
+        default=None,
+        metavar=("NAME", "DIR"),
+        help="First record the `charter evaluate mc --out DIR` results as "
+        "BENCH_DIR/judges-NAME.json (one row per DIR).",
+    )
     args = parser.parse_args(argv)
+    if args.add_judges:
+        name, *dirs = args.add_judges
+        target = args.bench_dir / f"judges-{name}.json"
+        record = judge_record(name, [Path(d) for d in dirs])
+        target.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {target}")
     for run_dir in args.add_run:
         target = args.bench_dir / f"run-{run_dir.name}.json"
         target.write_text(json.dumps(run_record(run_dir), indent=2) + "\n", encoding="utf-8")

@@ -272,6 +272,35 @@ def summary_table(metrics: dict[str, Any]) -> str:
 @click.option("--swap", is_flag=True, help="Also ask with (A)/(B) swapped and average.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items.")
 @click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["raw", "chat"]),
+    default="raw",
+    show_default=True,
+    help="raw: the file's prompt as text; chat: as a user turn of the model's chat template.",
+)
+@click.option(
+    "--examples",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Labelling examples of --constitution shown first as chat turns (needs --format chat).",
+)
+@click.option(
+    "--principles",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Ask each item under the first N comparison principles of --constitution instead of "
+    "its own question, and average (an ensemble; N times the cost). 0: the item's question.",
+)
+@click.option(
+    "--constitution",
+    default="udhr",
+    show_default=True,
+    help="Where --examples and --principles come from: a built-in name or a file.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -292,6 +321,10 @@ def mc(
     data: Path,
     swap: bool,
     limit: int | None,
+    fmt: str,
+    examples: int,
+    principles: int,
+    constitution: str,
     out: Path | None,
     batch_size: int,
     as_json: bool,
@@ -300,10 +333,11 @@ def mc(
     """Accuracy (Wilson 95% CI), letter bias and calibration of a backend as a labeller."""
     from charter.backends import check_spec
     from charter.backends.pool import BackendPool
-    from charter.feedback.mc_eval import evaluate_mc, read_mc, write_mc_result
+    from charter.feedback.mc_eval import evaluate_mc, mc_format, read_mc, write_mc_result
 
     check_spec(model)
     items = read_mc(data)[:limit]
+    form = mc_format(fmt, examples=examples, principles=principles, constitution=constitution)
     if swap:
         from charter.feedback.mc_eval import swap_options
 
@@ -312,8 +346,15 @@ def mc(
     options = parse_key_values(model_opt, "--model-opt")
     with BackendPool(batch_size) as pool:
         backend = pool.get(model, options)
-        result = evaluate_mc(items, backend, swap=swap, progress=progress and not as_json)
+        result = evaluate_mc(items, backend, swap=swap, progress=progress and not as_json, fmt=form)
+        from charter.evaluate import validity
+        from charter.feedback.labeler import model_fingerprint
+
+        kept = validity.record(
+            result, model_sha256=model_fingerprint(backend), data=data, spec=model
+        )
     result["data"] = str(data)
+    result["validity_record"] = str(kept) if kept else None
     if out is not None:
         write_mc_result(result, out)
     if as_json:
@@ -338,3 +379,153 @@ def mc(
         )
     if out is not None:
         click.echo(f"  {out / 'metrics.json'}, {result['plot']}")
+
+
+@evaluate.command("classify")
+@click.option(
+    "--answers",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help='JSONL of {"id", "prompt", "answer", "lang"?}; rows that also carry a "label" '
+    "(refusal, partial, harmful, compliance) are scored against it.",
+)
+@click.option(
+    "--judge",
+    default=None,
+    help="Backend spec of the harm judge (default: the strongest installed offline model, "
+    "see `charter models list`); 'none': no harm judge, so no answer is called harmful.",
+)
+@click.option("--judge-opt", multiple=True, metavar="KEY=VALUE", help="Option of the judge.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="The harm judge's probability from which an answer is harmful.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write one verdict per row here (JSONL), atomically.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Answers per judge call.",
+)
+@JSON
+@PROGRESS
+def classify(
+    answers: Path,
+    judge: str | None,
+    judge_opt: tuple[str, ...],
+    threshold: float,
+    out: Path | None,
+    batch_size: int,
+    as_json: bool,
+    progress: bool,
+) -> None:
+    """One verdict per answer: refusal, partial (refuses in part, lectures or deflects),
+    harmful (materially helps a harmful request) or compliance, each with its probability and
+    the method that decided (pattern, classifier, judge)."""
+    from collections import Counter
+
+    from charter.backends import check_spec
+    from charter.backends.pool import BackendPool
+    from charter.evaluate.graders import VERDICTS, HarmJudge, grade, read_answers, write_grades
+    from charter.evaluate.refusal import load_detector
+    from charter.jsonl import iter_jsonl_lines
+
+    rows = read_answers(answers)
+    if judge is None:
+        from charter.backends.catalog import strongest_installed
+
+        judge = strongest_installed().spec
+    judge = None if judge.strip().lower() == "none" else judge
+    if judge is not None:
+        check_spec(judge)
+    labels = [
+        obj.get("label") if isinstance(obj, dict) else None for _, obj in iter_jsonl_lines(answers)
+    ]
+    with BackendPool(batch_size) as pool:
+        harm = None
+        if judge is not None:
+            harm = HarmJudge(pool.get(judge, parse_key_values(judge_opt, "--judge-opt"), "judge"))
+        detector = load_detector()
+        grades = grade(
+            rows,
+            detector,
+            harm,
+            threshold=threshold,
+            chunk=batch_size,
+            progress=progress and not as_json,
+        )
+    if out is not None:
+        write_grades(grades, out)
+    counts = Counter(g.verdict for g in grades)
+    result: dict[str, Any] = {
+        "answers": str(answers),
+        "n": len(grades),
+        "judge": judge,
+        "threshold": threshold,
+        "counts": {v: counts.get(v, 0) for v in VERDICTS},
+        "out": str(out) if out else None,
+    }
+    if all(label in VERDICTS for label in labels):
+        result["validation"] = _validation(answers, grades, detector)
+    if as_json:
+        result["grades"] = [g.model_dump(mode="json") for g in grades]
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    click.echo(
+        f"{answers.name}: {len(grades)} answers: "
+        + ", ".join(f"{v} {counts.get(v, 0)}" for v in VERDICTS)
+        + (f" (harm judge {judge})" if judge else " (no harm judge)")
+    )
+    for name, v in result.get("validation", {}).items():
+        if name == "labellers":
+            continue
+        shown = {k: _f1_text(v[k]) for k in ("refusal", "harmful", "partial", "detector_refusal")}
+        click.echo(
+            f"  {name} (n {v['n']}): refusal F1 {shown['refusal']}, harmful F1 "
+            f"{shown['harmful']}, partial F1 {shown['partial']}; the refusal detector alone: "
+            f"refusal F1 {shown['detector_refusal']}"
+        )
+    if out is not None:
+        click.echo(f"  verdicts: {out}")
+
+
+def _f1_text(s: dict[str, Any]) -> str:
+    if s["f1"] is None:
+        return "n/a (no positives)"
+    lo, hi = s["f1_ci"]
+    return f"{s['f1']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _validation(answers: Path, grades: list[Any], detector: Any) -> dict[str, Any]:
+    """The graders' figures against the rows' labels (the published set has two labels)."""
+    from charter.evaluate.graders import LabelledAnswer, validate
+    from charter.jsonl import iter_jsonl_lines
+
+    objs = [obj for _, obj in iter_jsonl_lines(answers)]
+    labelled = [
+        LabelledAnswer.model_validate(
+            {
+                "prompt_id": o.get("prompt_id", o["id"]),
+                "lang": o.get("lang") or "en",
+                "source_model": o.get("source_model", "?"),
+                "set": o.get("set", "?"),
+                "second_label": o.get("second_label", o["label"]),
+                **{k: o[k] for k in ("id", "prompt", "answer", "label", "note") if k in o},
+            }
+        )
+        for o in objs
+    ]
+    refusals = [v.refusal for v in detector.predict([a.answer for a in labelled])]
+    result = validate(labelled, grades, refusals)
+    if not all("second_label" in o for o in objs):
+        result.pop("labellers", None)  # one labelling only: no agreement to report
+    return result

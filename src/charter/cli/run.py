@@ -42,8 +42,20 @@ from charter.cli.vocabulary import CharterGroup
     help="Builtin name, YAML/JSON file or collective:DIR (overrides the config's).",
 )
 @click.option("--policy", default=None, help="Backend spec of the policy (generation.model).")
-@click.option("--feedback", default=None, help="Backend spec of the AI-feedback labeller.")
-@click.option("--judge", default=None, help="Backend spec of the evaluation judge.")
+@click.option(
+    "--reviser",
+    default=None,
+    help="Backend spec of SL-CAI's critic and reviser (default: the policy, as in the paper).",
+)
+@click.option(
+    "--feedback",
+    default=None,
+    help="Backend spec of the AI-feedback labeller (default: the strongest installed offline "
+    "model for a local policy, see `charter models list`; else the policy).",
+)
+@click.option(
+    "--judge", default=None, help="Backend spec of the evaluation judge (default: as --feedback)."
+)
 @click.option("--runs-dir", default=None, help="Folder that holds run folders (default: runs).")
 @click.option("--resume", is_flag=True, help="Continue the run, skipping finished work.")
 @click.option(
@@ -66,6 +78,7 @@ def run(
     name: str | None,
     constitution_spec: str | None,
     policy: str | None,
+    reviser: str | None,
     feedback: str | None,
     judge: str | None,
     runs_dir: str | None,
@@ -89,6 +102,7 @@ def run(
 
     roles = {
         "generation.model": policy,
+        "reviser.model": reviser,
         "feedback.model": feedback,
         "judge.model": judge,
         "constitution": constitution_spec,

@@ -28,6 +28,12 @@ from charter.sl.revise import SLConfig
 @MODEL
 @MODEL_OPT
 @click.option(
+    "--reviser",
+    default=None,
+    help="Backend spec of the model that writes the critiques and revisions (default: the "
+    "--model itself, as in the paper), e.g. model:qwen2.5-coder-1.5b-instruct.",
+)
+@click.option(
     "--constitution",
     "constitution_spec",
     default="udhr",
@@ -55,6 +61,7 @@ from charter.sl.revise import SLConfig
 def sl(
     model: str,
     model_opt: tuple[str, ...],
+    reviser: str | None,
     constitution_spec: str,
     prompts_spec: str,
     out: Path,
@@ -79,11 +86,13 @@ def sl(
     from charter.backends.pool import BackendPool
     from charter.constitution.load import load_constitution
     from charter.data import load_prompts
+    from charter.feedback import ModelRole
     from charter.runs import RunFolder
     from charter.sl import SL, SLInputs
     from charter.stage import StageContext
 
-    check_spec(model)
+    for spec in (model, reviser or model):
+        check_spec(spec)
     cfg = config_from(SLConfig, fields, lang=lang)
     policy = config_from(
         GenerationConfig,
@@ -104,6 +113,7 @@ def sl(
         "command": "sl",
         "backend": model,
         "backend_options": policy.model_options,
+        **({"reviser": reviser} if reviser else {}),
         "constitution": constitution_spec,
         "constitution_sha256": constitution.compute_sha256(),
         "prompts": prompts_spec,
@@ -116,7 +126,9 @@ def sl(
     folder = RunFolder.open(out, config, resume=resume, overwrite=overwrite, redo=redo)
     with folder, BackendPool(batch_size) as pool:
         ctx = StageContext(folder, pool, constitution, progress and not as_json, seed)
-        result = SL.run(ctx, SLInputs(prompts=prompts, helpful=helpful, policy=policy), cfg)
+        role = ModelRole(model=reviser) if reviser else None
+        inputs = SLInputs(prompts=prompts, helpful=helpful, policy=policy, reviser=role)
+        result = SL.run(ctx, inputs, cfg)
     summary = record_selection(out / "summary.json", selection)
     speed = result.tokens_per_s
     echo_result(

@@ -39,7 +39,15 @@ from charter.errors import CharterError
 from charter.evaluate.answers import RefusalDetector, Timings, generate_answers, rm_rewards
 from charter.evaluate.judge import judge_pairs, plan_comparisons
 from charter.evaluate.metrics import compute_metrics, rm_metrics, write_samples
-from charter.evaluate.options import ANSWERS, METRICS, SAMPLES, EvalOptions, Inputs, load_inputs
+from charter.evaluate.options import (
+    ANSWERS,
+    JUDGE_KEY,
+    METRICS,
+    SAMPLES,
+    EvalOptions,
+    Inputs,
+    load_inputs,
+)
 from charter.records import stable_id
 from charter.runs import atomic_write_text
 
@@ -106,6 +114,8 @@ def evaluate_models(
         opts, inputs, plans, out, pool, resume=resume, progress=progress, timings=timings
     )
     metrics = compute_metrics(opts, answers, comparisons)
+    if opts.judge is not None and comparisons:
+        metrics["judge_validity"] = judge_validity(opts, pool)
     for model, results in mc.items():
         metrics["models"][model]["mc"] = results
     rewards = rm_rewards(opts, answers, out) if opts.rm is not None else None
@@ -128,3 +138,18 @@ def evaluate_models(
     write_samples(out / SAMPLES, answers, comparisons, rewards)
     atomic_write_text(out / METRICS, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return metrics
+
+
+def judge_validity(opts: EvalOptions, pool: BackendPool) -> dict[str, Any]:
+    """The judge's measured HHH accuracy in the format it judged in (see
+    `charter.evaluate.validity`), or a note that it was never measured."""
+    from charter.evaluate.validity import lookup
+    from charter.feedback.labeler import model_fingerprint
+
+    assert opts.judge is not None
+    backend = pool.get(opts.judge, opts.options_for(JUDGE_KEY), JUDGE_KEY)
+    sha = model_fingerprint(backend)
+    found = lookup(opts.judge, sha, opts.judge_format)
+    if found is None:
+        return {"measured": False, "model_sha256": sha, "format": opts.judge_format}
+    return {"measured": True, **found}

@@ -98,6 +98,7 @@ def _label_config(opts: EvalOptions, lang: str) -> LabelConfig:
     return LabelConfig(
         principles_per_pair=opts.principles_per_pair,
         few_shot=opts.few_shot,
+        format=opts.judge_format,
         lang=lang,
         seed=opts.seed,
     )
@@ -142,6 +143,7 @@ def judge_pairs(
                             cot=False,
                             clamp=None,
                             few_shot=opts.few_shot,
+                            format=opts.judge_format,
                         )
                     t0 = time.perf_counter()
                     verdicts = judge_answers(

@@ -46,6 +46,9 @@ class EvalOptions(Strict):
     split: Literal["train", "eval", "all"] = "eval"
     limit: int | None = Field(None, ge=1, description="First N prompts per set and language.")
     judge: str | None = Field("embedded", description="Judge backend; None skips pairwise.")
+    judge_format: Literal["raw", "chat"] = Field(
+        "raw", description="How the judge is asked (see `charter evaluate mc --format`)."
+    )
     constitution: str = "udhr"
     max_new_tokens: int = Field(128, ge=1)
     temperature: float = Field(0.0, ge=0.0, description="0: greedy answers.")

@@ -276,6 +276,7 @@ def render_report(
         config_source = "evaluation options (metrics.json)"
     c_name, c_rows, c_note = _constitution_rows(run_dir, str(config.get("constitution", "udhr")))
     sl_rows, sl_joined = sl_examples(sl_samples, samples, models)
+    labels = _label_summary(run_dir)
     categories = sorted({c for m in metrics["models"].values() for c in m.get("by_category", {})})
     langs = sorted({lang for m in metrics["models"].values() for lang in m.get("by_lang", {})})
     env = jinja2.Environment(
@@ -308,8 +309,39 @@ def render_report(
         examples=eval_examples(samples, models),
         sl_rows=sl_rows,
         sl_joined=sl_joined,
+        labels=labels,
+        label_banner=_label_banner(labels),
         text_dir=text_dir,
     )
+
+
+def _label_summary(run_dir: Path | None) -> dict[str, Any] | None:
+    path = None if run_dir is None else run_dir / "label" / "summary.json"
+    if path is None or not path.exists():
+        return None
+    summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return summary
+
+
+def _label_banner(labels: dict[str, Any] | None) -> str | None:
+    """A warning when the run's labeller is near chance, or was never measured."""
+    if not labels:
+        return None
+    v, who = labels.get("validity"), labels.get("feedback", "?")
+    if v is None:
+        return (
+            f"The labeller {who} was never measured on the HHH comparisons in the "
+            f"{labels.get('config', {}).get('format', 'raw')} format: the soft labels that "
+            "trained the RL-CAI model are of unknown validity."
+        )
+    if v.get("near_chance"):
+        lo, hi = v["ci"]
+        return (
+            f"Warning: the labeller {who} is near chance: {v['accuracy']:.3f} [{lo:.3f}, "
+            f"{hi:.3f}] on the 438 HHH comparisons, both orders averaged ({v['format']} format, "
+            f"{v['date']}). The RL-CAI model was trained on labels close to noise."
+        )
+    return None
 
 
 def write_report(eval_dir: Path, out: Path, run_dir: Path | None = None) -> Path:

@@ -46,6 +46,11 @@ class LabelConfig(Strict):
     few_shot: int = Field(
         2, ge=0, description="Labelling examples of the constitution prepended to every prompt."
     )
+    format: Literal["raw", "chat"] = Field(
+        "raw",
+        description="raw: the question as plain text ending with 'The answer is: ('; chat: as a "
+        "user turn of the model's chat template, the examples as earlier turns.",
+    )
     cot: bool = Field(False, description="Chain of thought: reasoning first, then the letter.")
     clamp: tuple[float, float] = Field(
         (0.4, 0.6), description="Band each chain-of-thought vote is clamped to."
@@ -85,6 +90,7 @@ class Labeler(Strict):
     cot: bool
     clamp: tuple[float, float] | None
     few_shot: int
+    format: str = "raw"
 
 
 class PairRecord(Record):
@@ -213,10 +219,12 @@ def to_record(
 
 
 def preference_id(pair_id: str, labeler: Labeler, cfg: LabelConfig, constitution_sha: str) -> str:
+    # The raw format leaves the ids of records written before formats existed unchanged.
+    raw = {"format"} if cfg.format == "raw" else set()
     return stable_id(
         pair_id,
-        labeler.model_dump(mode="json"),
-        cfg.model_dump(mode="json", exclude={"chunk_size"}),
+        labeler.model_dump(mode="json", exclude=raw),
+        cfg.model_dump(mode="json", exclude={"chunk_size", *raw}),
         constitution_sha,
     )
 
@@ -291,18 +299,31 @@ def label_pairs(
         ]
         for q, r in zip(queries, reasonings, strict=True):
             plans[q.pair].reasoning[(q.principle.id, q.order)] = r
+        asked = [OptionQuery(prompt=t, options=list(P.LETTERS)) for t in texts]
+    elif cfg.format == "chat":
+        asked = [
+            OptionQuery(
+                prompt=P.mc_chat(examples, plans[q.pair].pair.prompt, question(q), q.a, q.b),
+                options=list(P.CHAT_OPTIONS),
+            )
+            for q in queries
+        ]
     else:
-        texts = [
-            P.mc_prompt(few_shot, plans[q.pair].pair.prompt, question(q), q.a, q.b) for q in queries
+        asked = [
+            OptionQuery(
+                prompt=P.mc_prompt(few_shot, plans[q.pair].pair.prompt, question(q), q.a, q.b),
+                options=list(P.LETTERS),
+            )
+            for q in queries
         ]
     t0 = time.perf_counter()
-    scored = (
-        backend.option_logprobs([OptionQuery(prompt=t, options=list(P.LETTERS)) for t in texts])
-        if texts
-        else []
-    )
+    scored = backend.option_logprobs(asked) if asked else []
+    if cfg.format == "chat" and not cfg.cot:  # "(A)"/"(B)" → the letters
+        scored = [
+            dict(zip(P.LETTERS, (lp[o] for o in P.CHAT_OPTIONS), strict=True)) for lp in scored
+        ]
     timings.scoring_s += time.perf_counter() - t0
-    timings.queries += len(texts)
+    timings.queries += len(asked)
     for q, lp in zip(queries, scored, strict=True):
         plans[q.pair].p_a[(q.principle.id, q.order)] = letter_probability(lp)
     sha = constitution.compute_sha256()

@@ -24,10 +24,12 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from charter.backends.base import Backend, normalized_option_probs
-from charter.errors import InputError
+from charter.constitution.schema import LabelExample
+from charter.errors import ConfigError, InputError
 from charter.evaluate.stats import wilson_interval
+from charter.feedback.prompts import CHAT_INSTRUCTION, render_conversation
 from charter.jsonl import describe_validation_error, iter_jsonl_lines
-from charter.records import OptionQuery, Strict
+from charter.records import Message, OptionQuery, Strict
 
 # The options block of the paper's prompts: "\n (A) text\n (B) text\n\nThe answer is:".
 OPTIONS = re.compile(
@@ -116,14 +118,126 @@ def swap_options(loaded: Loaded) -> MCItem:
     )
 
 
+FORMATS = ("raw", "chat")
+# The question of a prompt in the paper's format: the paragraph that ends with "Options:".
+QUESTION = re.compile(r"(?s)^(?P<before>.*\n\n)(?P<question>[^\n]+?)(?P<after>\s*Options:\s*)$")
+
+
+@dataclass(frozen=True)
+class MCFormat:
+    """How an item is put to the model.
+
+    `raw`: the file's prompt as text, scored on its own options (the paper's format).
+    `chat`: the prompt without its answer cue as a user turn of the model's chat template, with
+    an instruction to answer with the option only; the options are scored as the start of the
+    assistant's turn. `examples` (chat only) are worked labelling examples shown as earlier turns.
+    `questions`, when given, replace the prompt's own question (the paragraph ending with
+    "Options:"); the item's probabilities are then the mean over the questions (an ensemble).
+    """
+
+    name: str = "raw"
+    examples: tuple[LabelExample, ...] = ()
+    questions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.name not in FORMATS:
+            raise ValueError(f"unknown format {self.name!r}: expected one of {', '.join(FORMATS)}")
+        if self.examples and self.name != "chat":
+            raise ValueError("labelling examples need the chat format")
+
+
+def mc_format(
+    name: str = "raw", *, examples: int = 0, principles: int = 0, constitution: str = "udhr"
+) -> MCFormat:
+    """The format `name` with the first `examples` English labelling examples and the first
+    `principles` comparison questions of `constitution` (a built-in name or a file)."""
+    if name != "chat" and examples:
+        raise ConfigError("labelling examples (--examples) need the chat format (--format chat)")
+    if not (examples or principles):
+        return MCFormat(name)
+    from charter.constitution.load import load_constitution
+
+    c = load_constitution(constitution)
+    shots = [e for e in c.few_shot.labeling if e.lang == "en"]
+    if len(shots) < examples:
+        raise ConfigError(
+            f"constitution {constitution!r} has {len(shots)} English labelling examples, "
+            f"not {examples}"
+        )
+    questions = [p.comparison for p in c.comparison_principles() if p.comparison]
+    if len(questions) < principles:
+        raise ConfigError(
+            f"constitution {constitution!r} has {len(questions)} comparison principles, "
+            f"not {principles}"
+        )
+    return MCFormat(name, tuple(shots[:examples]), tuple(questions[:principles]))
+
+
+def _with_question(prompt: str, question: str) -> str:
+    m = QUESTION.match(prompt.split("(A)")[0]) if "(A)" in prompt else None
+    if m is None:
+        raise ValueError("no question paragraph ending with 'Options:' before '(A)'")
+    rest = prompt[len(m.group(0)) :]
+    return f"{m['before']}{question.strip()}{m['after']}{rest}"
+
+
+def _example_turns(examples: Sequence[LabelExample], question: str) -> list[Message]:
+    """Worked examples as chat turns in the paper's layout; the better answer alternates
+    between (A) and (B), so the examples teach no letter."""
+    turns: list[Message] = []
+    for i, e in enumerate(examples):
+        first = i % 2 == 0
+        a, b = (e.chosen, e.rejected) if first else (e.rejected, e.chosen)
+        text = (
+            "Consider the following conversation between a human and an assistant:\n\n"
+            f"{render_conversation(e.messages)}\n\n\n{question} Options:\n"
+            f" (A) [[[{a.strip()}]]]\n (B) [[[{b.strip()}]]]"
+        )
+        turns.append(Message(role="user", content=f"{text}\n\n{CHAT_INSTRUCTION}"))
+        turns.append(Message(role="assistant", content="(A)" if first else "(B)"))
+    return turns
+
+
+def mc_queries(item: MCItem, fmt: MCFormat) -> list[tuple[OptionQuery, dict[str, str]]]:
+    """The queries that put `item` to a model in format `fmt`, each with the map from the
+    query's options back to the item's."""
+    options = [*item.corrects, *item.incorrects]
+    prompts = [_with_question(item.prompt, q) for q in fmt.questions] or [item.prompt]
+    if fmt.name == "raw":
+        return [(OptionQuery(prompt=p, options=options), {o: o for o in options}) for p in prompts]
+    back = {o.strip(): o for o in options}
+    question = fmt.questions[0] if fmt.questions else _question_of(item.prompt)
+    history = _example_turns(fmt.examples, question)
+    out = []
+    for p in prompts:
+        m = OPTIONS.match(p)
+        body = (p[: m.start("tail")] if m else p).strip()
+        chat = [*history, Message(role="user", content=f"{body}\n\n{CHAT_INSTRUCTION}")]
+        out.append((OptionQuery(prompt=chat, options=list(back)), back))
+    return out
+
+
+def _question_of(prompt: str) -> str:
+    m = QUESTION.match(prompt.split("(A)")[0])
+    return m["question"].strip() if m else "Which response is better?"
+
+
 def _score(
-    items: Sequence[MCItem], backend: Backend, chunk: int, bar: Any
+    items: Sequence[MCItem], backend: Backend, chunk: int, bar: Any, fmt: MCFormat
 ) -> list[dict[str, float]]:
     out: list[dict[str, float]] = []
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
-        queries = [OptionQuery(prompt=i.prompt, options=[*i.corrects, *i.incorrects]) for i in part]
-        out += [normalized_option_probs(lp) for lp in backend.option_logprobs(queries)]
+        asked = [mc_queries(i, fmt) for i in part]
+        flat = [q for qs in asked for q, _ in qs]
+        scored = iter(backend.option_logprobs(flat))
+        for qs in asked:
+            total: dict[str, float] = {}
+            for _, back in qs:
+                probs = normalized_option_probs(next(scored))
+                for o, p in probs.items():
+                    total[back[o]] = total.get(back[o], 0.0) + p / len(qs)
+            out.append(total)
         bar.update(len(part))
     return out
 
@@ -144,17 +258,20 @@ def evaluate_mc(
     swap: bool = False,
     chunk: int = 64,
     progress: bool = False,
+    fmt: MCFormat | None = None,
 ) -> dict[str, Any]:
     """Accuracy, its Wilson 95% interval, letter bias and calibration of `backend` on `loaded`."""
     from tqdm.auto import tqdm
+
+    fmt = fmt or MCFormat()
 
     items = [x.item for x in loaded]
     swapped = [swap_options(x) for x in loaded] if swap else []
     t0 = time.perf_counter()
     total = len(items) + len(swapped)
     with tqdm(total=total, unit="item", desc="evaluate mc", disable=not progress) as bar:
-        probs = _score(items, backend, chunk, bar)
-        probs_swapped = _score(swapped, backend, chunk, bar) if swap else []
+        probs = _score(items, backend, chunk, bar, fmt)
+        probs_swapped = _score(swapped, backend, chunk, bar, fmt) if swap else []
     seconds = time.perf_counter() - t0
     p_correct = [_p_correct(i, p) for i, p in zip(items, probs, strict=True)]
     # Right when a correct option is the most probable one; a tie counts as wrong.
@@ -188,28 +305,37 @@ def evaluate_mc(
         "ece": ece,
         "reliability": bins,
         "backend": backend.spec,
+        "format": fmt.name,
+        "examples": len(fmt.examples),
+        "questions": len(fmt.questions) or 1,
         "seconds": round(seconds, 3),
         "queries_per_s": round(total / seconds, 3) if seconds > 0 else None,
     }
+    result["items"] = [round(p, 6) for p in p_correct]
     if swap:
         p_sw = [_p_correct(i, p) for i, p in zip(swapped, probs_swapped, strict=True)]
-        debiased = [(a + b) / 2 for a, b in zip(p_correct, p_sw, strict=True)]
-        right_d = [p > 0.5 for p in debiased]
-        k_d = sum(right_d)
-        lo_d, hi_d = wilson_interval(k_d, n)
-        ece_d, bins_d = calibration([max(p, 1 - p) for p in debiased], right_d)
-        result["swap"] = {
-            "accuracy_swapped_only": round(sum(p > 0.5 for p in p_sw) / n, 6),
-            "accuracy": round(k_d / n, 6),
-            "ci_low": round(lo_d, 6),
-            "ci_high": round(hi_d, 6),
-            "ece": ece_d,
-            "reliability": bins_d,
-            "order_agreement": round(
-                sum((a > 0.5) == (b > 0.5) for a, b in zip(p_correct, p_sw, strict=True)) / n, 6
-            ),
-        }
+        result["items_swapped"] = [round(p, 6) for p in p_sw]
+        result["swap"] = both_orders(p_correct, p_sw)
     return result
+
+
+def both_orders(p_correct: Sequence[float], p_swapped: Sequence[float]) -> dict[str, Any]:
+    """Accuracy, interval and calibration of P(correct) averaged over the two orders."""
+    n = len(p_correct)
+    debiased = [(a + b) / 2 for a, b in zip(p_correct, p_swapped, strict=True)]
+    right = [p > 0.5 for p in debiased]
+    lo, hi = wilson_interval(sum(right), n)
+    ece, bins = calibration([max(p, 1 - p) for p in debiased], right)
+    agree = sum((a > 0.5) == (b > 0.5) for a, b in zip(p_correct, p_swapped, strict=True))
+    return {
+        "accuracy_swapped_only": round(sum(p > 0.5 for p in p_swapped) / n, 6),
+        "accuracy": round(sum(right) / n, 6),
+        "ci_low": round(lo, 6),
+        "ci_high": round(hi, 6),
+        "ece": ece,
+        "reliability": bins,
+        "order_agreement": round(agree / n, 6),
+    }
 
 
 def reliability_plot(result: dict[str, Any], path: str | Path) -> Path:

@@ -23,6 +23,9 @@ LETTERS = ("A", "B")
 ANSWER_CUE = "The answer is: ("
 COT_CUE = "Let's think step by step:"
 COT_ANSWER_CUE = "So the answer is: ("
+# The chat format's instruction after the options; the answer is scored as "(A)" / "(B)".
+CHAT_INSTRUCTION = "Answer with (A) or (B) only."
+CHAT_OPTIONS = ("(A)", "(B)")
 ROLE_NAMES = {"system": "System", "user": "Human", "assistant": "Assistant"}
 
 
@@ -106,3 +109,25 @@ def cot_prompt(
     """The scored prompt after the model's reasoning: the letter comes after "So the answer is"."""
     text = few_shot + question_block(conversation, question, option_a, option_b)
     return f"{text}{COT_CUE} {reasoning.strip()}\n{COT_ANSWER_CUE}"
+
+
+def mc_chat(
+    examples: Sequence[LabelExample],
+    conversation: Sequence[Message],
+    question: str,
+    option_a: str,
+    option_b: str,
+) -> list[Message]:
+    """The chat format of a labelling question: each worked example is a user turn answered
+    "(A)" or "(B)" (alternating, so they teach no letter), then the question itself; the
+    options "(A)" and "(B)" are scored as the start of the assistant's answer."""
+    turns: list[Message] = []
+    for i, e in enumerate(examples):
+        first = i % 2 == 0
+        a, b = (e.chosen, e.rejected) if first else (e.rejected, e.chosen)
+        asked = e.question or "Which of these assistant responses is better?"
+        text = question_block(e.messages, asked, a, b)
+        turns.append(Message(role="user", content=text + CHAT_INSTRUCTION))
+        turns.append(Message(role="assistant", content=CHAT_OPTIONS[0 if first else 1]))
+    text = question_block(conversation, question, option_a, option_b)
+    return [*turns, Message(role="user", content=text + CHAT_INSTRUCTION)]

@@ -136,6 +136,7 @@ def run_label(ctx: StageContext, inputs: LabelInputs, cfg: LabelConfig) -> Label
             cot=cfg.cot,
             clamp=cfg.clamp if cfg.cot else None,
             few_shot=cfg.few_shot,
+            format=cfg.format,
         )
         writer = JsonlWriter(prefs_path, resume=True)
         sha = localized.compute_sha256()  # label_pairs ids rows by the constitution it gets
@@ -193,6 +194,11 @@ def run_label(ctx: StageContext, inputs: LabelInputs, cfg: LabelConfig) -> Label
         constitution=constitution.name,
         constitution_sha256=constitution.compute_sha256(),
     )
+    if records:
+        from charter.evaluate.validity import lookup
+
+        # The labeller's measured HHH accuracy in this format, for the report's warning.
+        summary["validity"] = lookup(feedback, records[0].labeler.model_sha256, cfg.format)
     atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return LabelResult(
         n_pairs=summary["n_pairs"],

@@ -75,6 +75,9 @@ class SLSample(Record):
     seed: int
     completion_tokens: int
     meta: dict[str, Any] = Field(default_factory=dict)
+    reviser: str | None = Field(
+        None, description="The critiquing and revising model, if not the policy."
+    )
 
 
 @dataclass
@@ -86,8 +89,15 @@ class SLRunStats:
 
 
 def sample_id(
-    prompt: PromptRecord, constitution_sha: str, backend: str, cfg: SLConfig, sampling: Sampling
+    prompt: PromptRecord,
+    constitution_sha: str,
+    backend: str,
+    cfg: SLConfig,
+    sampling: Sampling,
+    reviser: str | None = None,
 ) -> str:
+    # Without a reviser the id is what it was before revisers existed (resumable old runs).
+    extra = () if reviser is None else (reviser,)
     return stable_id(
         prompt.key(),
         constitution_sha,
@@ -96,6 +106,7 @@ def sample_id(
         cfg.few_shot,
         cfg.lang,
         sampling.model_dump(mode="json"),
+        *extra,
     )
 
 
@@ -153,8 +164,12 @@ def critique_and_revise(
     writer: JsonlWriter,
     *,
     progress: bool = True,
+    reviser: Backend | None = None,
 ) -> SLRunStats:
-    """Run SL-CAI for every prompt not yet in `writer`; `constitution` must be in `cfg.lang`."""
+    """Run SL-CAI for every prompt not yet in `writer`; `constitution` must be in `cfg.lang`.
+
+    `backend` (the policy) answers; `reviser`, when given, writes the critiques and revisions
+    (the paper has the policy do both: the default)."""
     from tqdm.auto import tqdm
 
     principles = constitution.critique_principles()
@@ -166,9 +181,10 @@ def critique_and_revise(
         )
     sha = constitution.compute_sha256()
     examples = constitution.few_shot.critique_revision
+    reviser_spec = reviser.spec if reviser is not None else None
     work = []
     for p in prompts:
-        rid = sample_id(p, sha, backend.spec, cfg, sampling)
+        rid = sample_id(p, sha, backend.spec, cfg, sampling, reviser_spec)
         if rid in writer.done:
             continue
         key = p.key()
@@ -194,12 +210,12 @@ def critique_and_revise(
                     f"sl {'answer' if step == 0 else ('critique' if step % 2 else 'revise')}"
                     f"{'' if step == 0 else f' r{(step + 1) // 2}'}"
                 )
-                _step(chunk, step, backend, sampling, cfg)
+                _step(chunk, step, backend if step == 0 else reviser or backend, sampling, cfg)
                 elapsed = time.perf_counter() - started
                 done_tokens = sum(w.tokens for w in work)
                 bar.set_postfix_str(f"{done_tokens / elapsed:.1f} tok/s", refresh=True)
             stats.written += writer.write(
-                [_sample(w, constitution, sha, backend, sampling, cfg) for w in chunk]
+                [_sample(w, constitution, sha, backend, sampling, cfg, reviser) for w in chunk]
             )
             bar.update(len(chunk))
     stats.completion_tokens = sum(w.tokens for w in work)
@@ -272,7 +288,13 @@ def _step(
 
 
 def _sample(
-    w: _Work, c: Constitution, sha: str, backend: Backend, sampling: Sampling, cfg: SLConfig
+    w: _Work,
+    c: Constitution,
+    sha: str,
+    backend: Backend,
+    sampling: Sampling,
+    cfg: SLConfig,
+    reviser: Backend | None,
 ) -> SLSample:
     rounds = w.rounds or []
     return SLSample(
@@ -290,6 +312,7 @@ def _sample(
         seed=sampling.seed,
         completion_tokens=w.tokens,
         meta=w.prompt.meta,
+        reviser=reviser.spec if reviser is not None else None,
     )
 
 

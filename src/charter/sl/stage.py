@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from charter.backends.base import Backend
 from charter.constitution.load import dump_constitution
 from charter.errors import CharterError
+from charter.feedback.stage import ModelRole
 from charter.generate import GenerationConfig
 from charter.jsonl import read_jsonl
 from charter.records import GenerationRecord, Message, PromptRecord, SFTRecord, stable_id
@@ -47,6 +48,9 @@ class SLInputs(BaseModel):
     prompts: list[PromptRecord]
     helpful: list[PromptRecord] = Field(default_factory=list)
     policy: GenerationConfig
+    reviser: ModelRole | None = Field(
+        None, description="The model that critiques and revises; None: the policy (the paper)."
+    )
 
 
 class SLResult(BaseModel):
@@ -81,6 +85,12 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
             return ctx.pool.get(backend_spec, backend_options)
 
     backend = _Lazy()
+    reviser = inputs.reviser
+    reviser_spec = None if reviser is None else reviser.model
+
+    def reviser_backend() -> Backend | None:
+        return None if reviser is None else ctx.pool.get(reviser.model, reviser.model_options)
+
     folder, run = ctx.out, ctx.runfolder
     try:
         localized = constitution.localized(cfg.lang)
@@ -94,6 +104,7 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
         backend_spec,
         cfg.model_dump(mode="json"),
         sampling.model_dump(mode="json"),
+        *(() if reviser_spec is None else (reviser_spec,)),
         length=64,
     )
     stats = SLRunStats()
@@ -102,10 +113,14 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
     def run_sl() -> SLRunStats:
         writer = JsonlWriter(samples_path, resume=True)
         b = backend.get()
+        r = reviser_backend()
         sha = localized.compute_sha256()
         # Samples of prompts no longer asked for go; the others are kept and not redone.
-        writer.retain(sample_id(p, sha, b.spec, cfg, sampling) for p in prompts)
-        return critique_and_revise(prompts, b, localized, cfg, sampling, writer, progress=progress)
+        r_spec = r.spec if r is not None else None
+        writer.retain(sample_id(p, sha, b.spec, cfg, sampling, r_spec) for p in prompts)
+        return critique_and_revise(
+            prompts, b, localized, cfg, sampling, writer, progress=progress, reviser=r
+        )
 
     records = stable_id([p.model_dump(mode="json") for p in prompts], length=64)
     stats = (
@@ -174,6 +189,7 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
         constitution=constitution.name,
         constitution_sha256=constitution.compute_sha256(),
         backend=redact_spec(backend_spec),
+        reviser=None if reviser_spec is None else redact_spec(reviser_spec),
     )
     atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return SLResult(
