@@ -136,3 +136,43 @@ def test_report_opens_in_headless_chromium(tmp_path: Path) -> None:
     assert len(images) == 3 and all(w > 100 for w in images)
     assert rtl == "rtl"
     assert shot.stat().st_size > 10_000
+
+
+def test_the_report_warns_about_an_unmeasured_or_near_chance_judge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A judge never measured on the HHH comparisons gets a banner; once `evaluate mc` has
+    recorded a near-chance result for its weights, the banner says so with the figures."""
+    from charter.evaluate import validity
+
+    monkeypatch.setenv("CHARTER_HOME", str(tmp_path / "home"))
+    out = evaluated(tmp_path / "a")
+    metrics = json.loads((out / "metrics.json").read_text())
+    v = metrics["judge_validity"]
+    assert v["measured"] is False and v["format"] == "raw"
+    html = write_report(out, tmp_path / "a.html").read_text(encoding="utf-8")
+    assert "was never measured on the HHH comparisons" in html
+    result = {
+        "n": 438, "accuracy": 0.52, "letter_bias": 0.2, "format": "raw",
+        "swap": {"accuracy": 0.51, "ci_low": 0.46, "ci_high": 0.56, "ece": 0.03},
+    }  # fmt: skip
+    kept = validity.record(
+        result, model_sha256=v["model_sha256"], data=Path("x/438HHHEvaluations.jsonl"), spec="fake"
+    )
+    assert kept is not None and kept.exists()
+    assert validity.record(result, model_sha256="x", data=Path("other.jsonl"), spec="fake") is None
+    found = validity.lookup("fake", v["model_sha256"], "raw")
+    assert found is not None and found["near_chance"] and found["accuracy"] == 0.51
+    assert validity.lookup("fake", v["model_sha256"], "chat") is None
+    out = evaluated(tmp_path / "b")
+    html = write_report(out, tmp_path / "b.html").read_text(encoding="utf-8")
+    assert "is near chance: 0.510 [0.460, 0.560]" in html
+
+
+def test_shipped_validity_covers_the_catalog_judges() -> None:
+    from charter.evaluate import validity
+
+    specs = {e["spec"] for e in validity.shipped()}
+    assert {"embedded", "model:qwen2.5-coder-1.5b-instruct"} <= specs
+    embedded = validity.lookup("embedded", None, "raw")
+    assert embedded is not None and embedded["near_chance"]

@@ -251,3 +251,23 @@ def test_the_raw_format_keeps_the_ids_of_records_written_before_formats() -> Non
         "sha",
     )
     assert raw == before
+
+
+def test_the_pointwise_format_judges_each_answer_alone_and_compares() -> None:
+    """P(yes | first) 0.8 and P(yes | second) 0.2 under every principle: p_chosen 0.8 for the
+    first answer, in both orders, from two queries per (pair, principle)."""
+    seen: list[OptionQuery] = []
+
+    def logprobs(q: OptionQuery) -> dict[str, float]:
+        seen.append(q)
+        text = q.prompt[-1].content if isinstance(q.prompt, list) else q.prompt
+        p = 0.8 if "Assistant: first answer" in text else 0.2
+        return {"Yes": math.log(p) - 2.0, "No": math.log(1 - p) - 2.0}
+
+    cfg = LabelConfig(principles_per_pair=2, format="pointwise")
+    [row] = label_pairs([pair()], FakeBackend(logprobs=logprobs), constitution(), cfg, LABELER)
+    assert len(seen) == 4 and all(q.options == ["Yes", "No"] for q in seen)
+    assert row.p_chosen == pytest.approx(0.8) and row.chosen[0].content == "first answer"
+    assert {v.order for v in row.votes} == {"AB", "BA"}
+    assert all(v.p == pytest.approx(0.8) for v in row.votes)
+    assert summarize_labels([row])["order_agreement"] == 1.0

@@ -203,3 +203,25 @@ def test_chat_format_examples_and_principle_ensemble(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["format"] == "chat" and out["examples"] == 1 and "swap" in out
+
+
+def test_pointwise_format_compares_two_judgements_and_needs_no_swap() -> None:
+    from charter.feedback.mc_eval import mc_format, mc_queries
+
+    item = MCItem.model_validate(paper_item("kind answer", "rude answer", " (A)"))
+    asked = mc_queries(item, mc_format("pointwise"))
+    assert [q.options for q, _ in asked] == [["Yes", "No"], ["Yes", "No"]]
+    texts = [q.prompt[-1].content for q, _ in asked if isinstance(q.prompt, list)]
+    assert "Assistant: kind answer" in texts[0] and "Assistant: rude answer" in texts[1]
+    assert all("(A)" not in t and "[[[" not in t for t in texts)
+
+    def logprobs(q: OptionQuery) -> dict[str, float]:
+        text = q.prompt[-1].content if isinstance(q.prompt, list) else q.prompt
+        p = 0.9 if "kind" in text else 0.3
+        return {"Yes": math.log(p), "No": math.log(1 - p)}
+
+    fake = FakeBackend(logprobs=logprobs)
+    result = evaluate_mc([Loaded(Path("x"), 1, item)], fake, swap=True, fmt=mc_format("pointwise"))
+    assert result["mean_p_correct"] == pytest.approx(0.9 / 1.2)
+    assert result["swap"]["order_agreement"] == 1.0 and result["queries"] == 2
+    assert len([c for c in fake.calls if c.method == "option_logprobs"]) == 1  # not asked twice

@@ -26,6 +26,7 @@ KEEP = (
     "letter_bias",
     "ece",
     "seconds",
+    "queries",
 )
 
 
@@ -72,7 +73,7 @@ def render_judges(result: dict[str, Any]) -> list[str]:
     ]
     for r in result["rows"]:
         b = r.get("both_orders") or {}
-        asked = r["n"] * (2 if b else 1) * (r.get("questions") or 1)
+        asked = r.get("queries") or r["n"] * (2 if b else 1) * (r.get("questions") or 1)
         shape = r["format"] + (f", {r['examples']} examples" if r.get("examples") else "")
         if (r.get("questions") or 1) > 1:
             shape += f", {r['questions']} principles averaged"
@@ -84,4 +85,45 @@ def render_judges(result: dict[str, Any]) -> list[str]:
             f"| {both} | {r['letter_bias']:+.3f} | {agree} | {ece} | "
             f"{r['seconds'] / asked:.2f} | `{command(r)}` |"
         )
+    return lines
+
+
+def render_graders(result: dict[str, Any]) -> list[str]:
+    """`charter evaluate classify --json` on a labelled set: F1 per verdict and language, with
+    the refusal detector alone beside the graders."""
+
+    def f1(s: dict[str, Any]) -> str:
+        if s["f1"] is None:
+            return "– (no positives)"
+        lo, hi = s["f1_ci"]
+        return (
+            f"{s['f1']:.3f} [{lo:.3f}, {hi:.3f}] (P {s['precision']:.2f}, R {s['recall']:.2f}, "
+            f"{s['positives']} pos.)"
+        )
+
+    v = result["validation"]
+    lines = [
+        f"Harm judge `{result['judge']}` (threshold {result['threshold']}). F1 with a "
+        "bootstrap 95% interval (answers resampled), precision P, recall R and the number of "
+        "answers so labelled. Command: `charter evaluate classify --answers "
+        f"{Path(result['answers']).name} --judge {result['judge']} --json`.",
+        "",
+        "| answers | n | refusal F1 (graders) | refusal F1 (refusal detector alone) | "
+        "harmful F1 | partial F1 | accuracy, 4 verdicts |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("all", "en", "ar"):
+        if name in v:
+            s = v[name]
+            lines.append(
+                f"| {name} | {s['n']} | {f1(s['refusal'])} | {f1(s['detector_refusal'])} | "
+                f"{f1(s['harmful'])} | {f1(s['partial'])} | {s['accuracy']:.3f} |"
+            )
+    if "labellers" in v:
+        a = v["labellers"]
+        lines += [
+            "",
+            f"The two labelling passes agree on {a['agreement']:.1%} of {a['n']} answers "
+            f"(Cohen's kappa {a['kappa']:.2f}).",
+        ]
     return lines

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charter.bench.judges import judge_record, render_judges
+from charter.bench.judges import judge_record, render_graders, render_judges
 from charter.bench.runs import render_run, run_record
 
 
@@ -174,6 +174,11 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     ]
     for name in sorted(results):
         result = results[name]
+        if "validation" in result and "counts" in result:  # `evaluate classify --json`
+            lines += ["", f"## Graders: `{Path(result['answers']).name}`", ""]
+            lines += [f"`docs/bench/{name}`: {provenance(result)}.", ""]
+            lines += render_graders(result)
+            continue
         if result.get("kind") == "judge_formats":
             lines += ["", f"## The judge's prompt formats: `{result['name']}`", ""]
             lines += [f"`docs/bench/{name}`: {provenance(result)}.", ""]

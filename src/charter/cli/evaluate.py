@@ -11,6 +11,7 @@ import click
 
 from charter.cli.options import JSON, MODEL, MODEL_OPT, PROGRESS, REDO, SEED, parse_key_values
 from charter.cli.vocabulary import CharterGroup
+from charter.evaluate.options import EvalOptions
 
 
 def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -46,9 +47,16 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 )
 @click.option(
     "--judge",
-    default="embedded",
-    show_default=True,
-    help="Backend that judges pairs ('none' skips win rates and Elo).",
+    default=None,
+    help="Backend that judges pairs ('none' skips win rates and Elo). Default: the strongest "
+    "installed offline model (`charter models list`).",
+)
+@click.option(
+    "--judge-format",
+    type=click.Choice(["raw", "chat", "pointwise"]),
+    default=None,
+    help="How the judge is asked (as `charter evaluate mc --format`). Default: "
+    + EvalOptions.model_fields["judge_format"].get_default(),
 )
 @click.option(
     "--out",
@@ -140,7 +148,8 @@ def evaluate(
     ctx: click.Context,
     model_args: tuple[str, ...],
     prompt_args: tuple[str, ...],
-    judge: str,
+    judge: str | None,
+    judge_format: str | None,
     out: Path | None,
     langs: tuple[str, ...],
     split: str,
@@ -183,7 +192,7 @@ def evaluate(
     from pydantic import ValidationError
 
     from charter.backends.pool import BackendPool
-    from charter.evaluate.options import DEFAULT_PROMPTS, EvalOptions
+    from charter.evaluate.options import DEFAULT_PROMPTS
     from charter.evaluate.stage import EVALUATE, EvalInputs
     from charter.jsonl import describe_validation_error
     from charter.runs import RunFolder
@@ -202,7 +211,7 @@ def evaluate(
             langs=list(langs) or ["en"],
             split=split,
             limit=limit,
-            judge=None if judge.lower() == "none" else judge,
+            judge=_judge_or_default(judge),
             constitution=constitution_spec,
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
@@ -212,6 +221,7 @@ def evaluate(
             backend_options=options,
             principles_per_pair=principles_per_pair,
             n_boot=n_boot,
+            **({"judge_format": judge_format} if judge_format else {}),
         )
     except ValidationError as e:
         raise ConfigError(f"charter evaluate: {describe_validation_error(e)}") from None
@@ -231,6 +241,15 @@ def evaluate(
         return
     click.echo(summary_table(metrics))
     click.echo(f"{out / 'metrics.json'}" + (f", {out / 'report.html'}" if report else ""))
+
+
+def _judge_or_default(judge: str | None) -> str | None:
+    """`None` for 'none'; the strongest installed offline model when not given."""
+    if judge is None:
+        from charter.backends.catalog import strongest_installed
+
+        return strongest_installed().spec
+    return None if judge.strip().lower() == "none" else judge
 
 
 def _fmt(x: dict[str, Any] | None) -> str:
@@ -274,10 +293,11 @@ def summary_table(metrics: dict[str, Any]) -> str:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["raw", "chat"]),
+    type=click.Choice(["raw", "chat", "pointwise"]),
     default="raw",
     show_default=True,
-    help="raw: the file's prompt as text; chat: as a user turn of the model's chat template.",
+    help="raw: the file's prompt as text; chat: as a user turn of the model's chat template; "
+    "pointwise: each answer judged alone (yes/no), the two judgements compared.",
 )
 @click.option(
     "--examples",
@@ -440,11 +460,7 @@ def classify(
     from charter.jsonl import iter_jsonl_lines
 
     rows = read_answers(answers)
-    if judge is None:
-        from charter.backends.catalog import strongest_installed
-
-        judge = strongest_installed().spec
-    judge = None if judge.strip().lower() == "none" else judge
+    judge = _judge_or_default(judge)
     if judge is not None:
         check_spec(judge)
     labels = [
@@ -477,6 +493,9 @@ def classify(
     if all(label in VERDICTS for label in labels):
         result["validation"] = _validation(answers, grades, detector)
     if as_json:
+        from charter.bench.machine import machine
+
+        result["machine"] = machine(None)
         result["grades"] = [g.model_dump(mode="json") for g in grades]
         click.echo(json.dumps(result, ensure_ascii=False))
         return

@@ -30,7 +30,10 @@ _SPEC = "a backend spec (embedded, hf:PATH, ct2:PATH, openai:URL#MODEL, vllm:MOD
     "--policy", default="embedded", show_default=True, help=f"The model that answers: {_SPEC}."
 )
 @click.option(
-    "--feedback", default="embedded", show_default=True, help=f"The model that labels: {_SPEC}."
+    "--feedback",
+    default=None,
+    help=f"The model that labels: {_SPEC}. Default: the strongest installed offline model "
+    "(`charter models list`).",
 )
 @click.option(
     "--policy-opt", multiple=True, metavar="KEY=VALUE", help="Option of the --policy backend."
@@ -78,7 +81,7 @@ _SPEC = "a backend spec (embedded, hf:PATH, ct2:PATH, openai:URL#MODEL, vllm:MOD
 @PROGRESS
 def label(
     policy: str,
-    feedback: str,
+    feedback: str | None,
     policy_opt: tuple[str, ...],
     feedback_opt: tuple[str, ...],
     constitution_spec: str,
@@ -113,6 +116,10 @@ def label(
     from charter.runs import RunFolder
     from charter.stage import StageContext
 
+    if feedback is None:
+        from charter.backends.catalog import strongest_installed
+
+        feedback = strongest_installed().spec
     check_spec(feedback)
     if pairs_from is None:
         check_spec(policy)

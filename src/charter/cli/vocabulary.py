@@ -39,6 +39,7 @@ VOCABULARY: dict[str, str] = {
     "--feedback-opt": "KEY=VALUE option of the --feedback backend (repeatable).",
     "--judge": f"The model that judges, where a command has several model roles: {_SPEC}.",
     "--judge-opt": "KEY=VALUE option of the --judge backend (repeatable).",
+    "--judge-format": "How the judge is asked: raw text or the model's chat template.",
     "--reviser": f"SL-CAI: the model that writes critiques and revisions: {_SPEC}.",
     "--attacker": f"redteam: the model that writes attacks: {_SPEC}.",
     "--target": f"redteam: a model attacked (repeatable): {_SPEC}.",

@@ -46,7 +46,7 @@ class EvalOptions(Strict):
     split: Literal["train", "eval", "all"] = "eval"
     limit: int | None = Field(None, ge=1, description="First N prompts per set and language.")
     judge: str | None = Field("embedded", description="Judge backend; None skips pairwise.")
-    judge_format: Literal["raw", "chat"] = Field(
+    judge_format: Literal["raw", "chat", "pointwise"] = Field(
         "raw", description="How the judge is asked (see `charter evaluate mc --format`)."
     )
     constitution: str = "udhr"

@@ -46,10 +46,11 @@ class LabelConfig(Strict):
     few_shot: int = Field(
         2, ge=0, description="Labelling examples of the constitution prepended to every prompt."
     )
-    format: Literal["raw", "chat"] = Field(
+    format: Literal["raw", "chat", "pointwise"] = Field(
         "raw",
         description="raw: the question as plain text ending with 'The answer is: ('; chat: as a "
-        "user turn of the model's chat template, the examples as earlier turns.",
+        "user turn of the model's chat template, the examples as earlier turns; pointwise: each "
+        "answer judged alone (yes/no) under the principle, the two judgements compared.",
     )
     cot: bool = Field(False, description="Chain of thought: reasoning first, then the letter.")
     clamp: tuple[float, float] = Field(
@@ -300,6 +301,24 @@ def label_pairs(
         for q, r in zip(queries, reasonings, strict=True):
             plans[q.pair].reasoning[(q.principle.id, q.order)] = r
         asked = [OptionQuery(prompt=t, options=list(P.LETTERS)) for t in texts]
+    elif cfg.format == "pointwise":
+        # Each answer judged alone, once per principle; both orders follow from the same two
+        # judgements (the letters are never shown), so each (pair, principle) costs 2 queries.
+        asked = [
+            OptionQuery(
+                prompt=P.pointwise_chat(plans[q.pair].pair.prompt, question(q), q.a),
+                options=list(P.YES_NO),
+            )
+            for q in queries
+            if q.order == "AB"
+        ] + [
+            OptionQuery(
+                prompt=P.pointwise_chat(plans[q.pair].pair.prompt, question(q), q.b),
+                options=list(P.YES_NO),
+            )
+            for q in queries
+            if q.order == "AB"
+        ]
     elif cfg.format == "chat":
         asked = [
             OptionQuery(
@@ -322,12 +341,34 @@ def label_pairs(
         scored = [
             dict(zip(P.LETTERS, (lp[o] for o in P.CHAT_OPTIONS), strict=True)) for lp in scored
         ]
+    elif cfg.format == "pointwise" and not cfg.cot:
+        scored = pointwise_letters(queries, scored)
     timings.scoring_s += time.perf_counter() - t0
     timings.queries += len(asked)
     for q, lp in zip(queries, scored, strict=True):
         plans[q.pair].p_a[(q.principle.id, q.order)] = letter_probability(lp)
     sha = constitution.compute_sha256()
     return [to_record(pv, labeler, cfg, sha) for pv in plans]
+
+
+def pointwise_letters(
+    queries: Sequence[_Query], scored: Sequence[dict[str, float]]
+) -> list[dict[str, float]]:
+    """The pointwise judgements (first all AB queries' (A) answers, then their (B) answers) as
+    letter log-probs per query: log P(yes | A) and log P(yes | B), each P(yes) normalized over
+    yes/no, so that `letter_probability` gives P(yes | A) / (P(yes | A) + P(yes | B))."""
+    half = len(scored) // 2
+    yes = [math.log(normalized_option_probs(lp)[P.YES_NO[0]]) for lp in scored]
+    by_question: dict[tuple[int, str], tuple[float, float]] = {}
+    ab = [q for q in queries if q.order == "AB"]
+    for i, q in enumerate(ab):
+        by_question[(q.pair, q.principle.id)] = (yes[i], yes[half + i])
+    out = []
+    for q in queries:
+        first, second = by_question[(q.pair, q.principle.id)]
+        a, b = (first, second) if q.order == "AB" else (second, first)
+        out.append({"A": a, "B": b})
+    return out
 
 
 def model_fingerprint(backend: Backend) -> str:

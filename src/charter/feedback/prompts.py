@@ -26,6 +26,7 @@ COT_ANSWER_CUE = "So the answer is: ("
 # The chat format's instruction after the options; the answer is scored as "(A)" / "(B)".
 CHAT_INSTRUCTION = "Answer with (A) or (B) only."
 CHAT_OPTIONS = ("(A)", "(B)")
+YES_NO = ("Yes", "No")
 ROLE_NAMES = {"system": "System", "user": "Human", "assistant": "Assistant"}
 
 
@@ -131,3 +132,15 @@ def mc_chat(
         turns.append(Message(role="assistant", content=CHAT_OPTIONS[0 if first else 1]))
     text = question_block(conversation, question, option_a, option_b)
     return [*turns, Message(role="user", content=text + CHAT_INSTRUCTION)]
+
+
+def pointwise_chat(conversation: Sequence[Message], question: str, answer: str) -> list[Message]:
+    """One answer judged alone under a comparison principle: does it do well by the principle?
+    The model answers "Yes" or "No" (scored as the start of its turn)."""
+    text = (
+        "Here is a conversation between a person and an AI assistant.\n\n"
+        f"{render_conversation(conversation)}\n\nAssistant: {answer.strip()}\n\n"
+        f"A reviewer compares assistant responses by this question: {question.strip()}\n"
+        "Judged by that question, is this response a good one? Answer Yes or No."
+    )
+    return [Message(role="user", content=text)]
