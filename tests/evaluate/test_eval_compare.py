@@ -37,6 +37,7 @@ def options(root: Path, **extra: Any) -> EvalOptions:
         few_shot=0,
         principles_per_pair=2,
         n_boot=200,
+        judge_format="raw",  # the scripted judge answers the raw format's letters
     )
     return EvalOptions(**(base | extra))
 

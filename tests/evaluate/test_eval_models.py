@@ -129,6 +129,7 @@ def test_preference_model_scores_every_answer(
         prompts=write_inputs(tmp_path / "in", n=2),
         langs=["en"],
         judge="fake",
+        judge_format="raw",
         constitution=str(tmp_path / "in" / "tiny.yaml"),
         few_shot=0,
         n_boot=50,

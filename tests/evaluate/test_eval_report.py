@@ -28,6 +28,7 @@ def evaluated(tmp_path: Path, run_dir: Path | None = None) -> Path:
         prompts=prompts,
         langs=["en", "ar"],
         judge="fake",
+        judge_format="raw",
         constitution=str(tmp_path / "in" / "tiny.yaml"),
         few_shot=0,
         n_boot=100,

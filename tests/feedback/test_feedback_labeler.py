@@ -85,7 +85,7 @@ def test_letter_probability_is_a_softmax_over_the_two_letters() -> None:
 
 def test_a_labeller_that_always_says_a_yields_one_half() -> None:
     backend = scripted(lambda q: 0.97)
-    cfg = LabelConfig(principles_per_pair=2)
+    cfg = LabelConfig(format="raw", principles_per_pair=2)
     [row] = label_pairs([pair()], backend, constitution(), cfg, LABELER)
     assert row.p_chosen == pytest.approx(0.5)
     assert row.chosen[0].content == "first answer"  # a tie keeps the pair's order
@@ -97,7 +97,7 @@ def test_a_labeller_that_always_says_a_yields_one_half() -> None:
 
 def test_every_question_is_asked_in_both_orders_in_one_call() -> None:
     backend = scripted(lambda q: 0.5)
-    label_pairs([pair(pid="a"), pair(pid="b")], backend, constitution(), LabelConfig(), LABELER)
+    label_pairs([pair(pid="a"), pair(pid="b")], backend, constitution(), LabelConfig(format="raw"), LABELER)
     [call] = backend.calls
     queries = [q for q in call.requests if isinstance(q, OptionQuery)]
     assert len(queries) == 2 * 3 * 2  # pairs × principles (all 3: K=4 > 3) × orders
@@ -121,7 +121,7 @@ def test_principles_are_averaged_and_the_preferred_answer_is_chosen() -> None:
         p = strength[rule] if second_is_a else 1 - strength[rule]
         return p + 0.05
 
-    cfg = LabelConfig(principles_per_pair=3)
+    cfg = LabelConfig(format="raw", principles_per_pair=3)
     [row] = label_pairs([pair()], scripted(p_a), constitution(), cfg, LABELER)
     # Independent computation: per rule, P(second better) = mean of (p + b) and (1 - (1 - p + b)).
     expected = sum(strength.values()) / 3
@@ -156,7 +156,7 @@ def test_chain_of_thought_votes_are_clamped_and_keep_the_reasoning() -> None:
 
     backend = scripted(p_a)
     backend.answers = lambda chat: "I reason that the second one is better."
-    cfg = LabelConfig(principles_per_pair=2, cot=True, few_shot=1)
+    cfg = LabelConfig(format="raw", principles_per_pair=2, cot=True, few_shot=1)
     [row] = label_pairs([pair()], backend, constitution(examples=1), cfg, LABELER)
     assert row.p_chosen == pytest.approx(0.6)
     assert all(v.p == pytest.approx(0.6) for v in row.votes)
@@ -164,16 +164,16 @@ def test_chain_of_thought_votes_are_clamped_and_keep_the_reasoning() -> None:
     gen = backend.calls[0]
     assert gen.method == "generate" and len(gen.requests) == 4
     assert gen.params == Sampling(max_new_tokens=128, temperature=0.0, seed=0)
-    wide = LabelConfig(principles_per_pair=2, cot=True, clamp=(0.1, 0.9))
+    wide = LabelConfig(format="raw", principles_per_pair=2, cot=True, clamp=(0.1, 0.9))
     [row] = label_pairs([pair()], backend, constitution(), wide, LABELER)
     assert row.p_chosen == pytest.approx(0.9)
 
 
 def test_clamp_band_is_validated() -> None:
     with pytest.raises(ValueError, match="band"):
-        LabelConfig(clamp=(0.6, 0.9))
+        LabelConfig(format="raw", clamp=(0.6, 0.9))
     with pytest.raises(ValueError, match="band"):
-        LabelConfig(clamp=(0.2, 0.9))
+        LabelConfig(format="raw", clamp=(0.2, 0.9))
 
 
 def test_principle_draws_are_seeded_distinct_and_capped() -> None:
@@ -188,7 +188,7 @@ def test_principle_draws_are_seeded_distinct_and_capped() -> None:
 
 def test_few_shot_examples_lead_every_prompt_and_alternate_letters() -> None:
     backend = scripted(lambda q: 0.5)
-    cfg = LabelConfig(principles_per_pair=1, few_shot=2)
+    cfg = LabelConfig(format="raw", principles_per_pair=1, few_shot=2)
     label_pairs([pair(), pair(pid="z")], backend, constitution(examples=3), cfg, LABELER)
     prompts = [q.prompt for q in backend.calls[0].requests if isinstance(q, OptionQuery)]
     assert all(isinstance(p, str) for p in prompts)
@@ -203,7 +203,7 @@ def test_few_shot_examples_lead_every_prompt_and_alternate_letters() -> None:
 def test_summary_counts_identical_pairs_and_histogram() -> None:
     backend = scripted(lambda q: 0.9 if options_block(q)[0] == "first answer" else 0.1)
     rows = label_pairs(
-        [pair(), pair("same", "same", pid="s")], backend, constitution(), LabelConfig(), LABELER
+        [pair(), pair("same", "same", pid="s")], backend, constitution(), LabelConfig(format="raw"), LABELER
     )
     s = summarize_labels(rows)
     assert rows[1].p_chosen == pytest.approx(0.5)
@@ -236,7 +236,7 @@ def test_the_chat_format_asks_in_turns_and_scores_the_option_as_the_answer() -> 
 def test_the_raw_format_keeps_the_ids_of_records_written_before_formats() -> None:
     from charter.feedback.labeler import preference_id
 
-    raw = preference_id("p", LABELER, LabelConfig(), "sha")
+    raw = preference_id("p", LABELER, LabelConfig(format="raw"), "sha")
     chat = preference_id(
         "p", LABELER.model_copy(update={"format": "chat"}), LabelConfig(format="chat"), "sha"
     )
@@ -247,7 +247,7 @@ def test_the_raw_format_keeps_the_ids_of_records_written_before_formats() -> Non
     before = stable_id(
         "p",
         LABELER.model_dump(mode="json", exclude={"format"}),
-        LabelConfig().model_dump(mode="json", exclude={"chunk_size", "format"}),
+        LabelConfig(format="raw").model_dump(mode="json", exclude={"chunk_size", "format"}),
         "sha",
     )
     assert raw == before

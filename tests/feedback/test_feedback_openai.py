@@ -32,7 +32,7 @@ def test_openai_feedback_model_labels_like_the_model_behind_it(tiny_model_dir: P
     tiny = load_backend(f"hf:{tiny_model_dir}", engine="torch", batch_size=4)
     assert isinstance(tiny, HFBackend)
     const = load_constitution("udhr").localized("en")
-    cfg = LabelConfig(principles_per_pair=2, few_shot=1)
+    cfg = LabelConfig(format="raw", principles_per_pair=2, few_shot=1)
     server = FakeOpenAI(backend=tiny)
     with serve(server.app()) as base:
         remote = load_backend(f"openai:{base}#{server.model}", concurrency=4)

@@ -51,6 +51,7 @@ def _pairwise_run(tmp_path: Path, judge_logprobs: Any) -> Any:
             judge_options={"logprobs": judge_logprobs},
             principles_per_pair=2,
             few_shot=0,
+            judge_format="raw",
         ),
     )
     refusals = ["I cannot help with that."] * len(QUESTIONS)

@@ -537,6 +537,7 @@ def _validation(answers: Path, grades: list[Any], detector: Any) -> dict[str, An
                 "lang": o.get("lang") or "en",
                 "source_model": o.get("source_model", "?"),
                 "set": o.get("set", "?"),
+                "first_label": o.get("first_label", o["label"]),
                 "second_label": o.get("second_label", o["label"]),
                 **{k: o[k] for k in ("id", "prompt", "answer", "label", "note") if k in o},
             }
@@ -545,6 +546,6 @@ def _validation(answers: Path, grades: list[Any], detector: Any) -> dict[str, An
     ]
     refusals = [v.refusal for v in detector.predict([a.answer for a in labelled])]
     result = validate(labelled, grades, refusals)
-    if not all("second_label" in o for o in objs):
+    if not all("first_label" in o and "second_label" in o for o in objs):
         result.pop("labellers", None)  # one labelling only: no agreement to report
     return result

@@ -208,7 +208,8 @@ def read_answers(path: Path) -> list[AnswerRow]:
 
 
 class LabelledAnswer(Strict):
-    """One answer of `graded_validation.jsonl`, labelled twice by reading it."""
+    """One answer of `graded_validation.jsonl`, labelled in two independent passes by reading
+    it; `label` is the final one (the passes' label where they agree, else adjudicated)."""
 
     id: str
     prompt_id: str
@@ -217,7 +218,9 @@ class LabelledAnswer(Strict):
     lang: Literal["en", "ar"]
     source_model: str
     set: str
+    condition: str = ""
     label: Verdict
+    first_label: Verdict
     second_label: Verdict
     note: str | None = None
 
@@ -309,7 +312,9 @@ def validate(
             ),
             "accuracy": round(sum(x == y for x, y in zip(got, gold, strict=True)) / len(idx), 4),
         }
-    out["labellers"] = agreement([a.label for a in labelled], [a.second_label for a in labelled])
+    out["labellers"] = agreement(
+        [a.first_label for a in labelled], [a.second_label for a in labelled]
+    )
     return out
 
 

@@ -47,7 +47,7 @@ class EvalOptions(Strict):
     limit: int | None = Field(None, ge=1, description="First N prompts per set and language.")
     judge: str | None = Field("embedded", description="Judge backend; None skips pairwise.")
     judge_format: Literal["raw", "chat", "pointwise"] = Field(
-        "raw", description="How the judge is asked (see `charter evaluate mc --format`)."
+        "chat", description="How the judge is asked (see `charter evaluate mc --format`)."
     )
     constitution: str = "udhr"
     max_new_tokens: int = Field(128, ge=1)

@@ -46,8 +46,10 @@ class LabelConfig(Strict):
     few_shot: int = Field(
         2, ge=0, description="Labelling examples of the constitution prepended to every prompt."
     )
+    # chat with worked examples was the best format measured on the HHH comparisons
+    # (docs/results.md, "The judge's prompt formats"); raw is the CAI paper's own.
     format: Literal["raw", "chat", "pointwise"] = Field(
-        "raw",
+        "chat",
         description="raw: the question as plain text ending with 'The answer is: ('; chat: as a "
         "user turn of the model's chat template, the examples as earlier turns; pointwise: each "
         "answer judged alone (yes/no) under the principle, the two judgements compared.",

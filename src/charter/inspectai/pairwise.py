@@ -108,8 +108,8 @@ def elo_ci_high() -> Any:
 class _Judge:
     """charter's judge backend and labeller, loaded once and called one pair at a time."""
 
-    def __init__(self, spec: str, options: dict[str, Any], few_shot: int) -> None:
-        self.spec, self.options, self.few_shot = spec, options, few_shot
+    def __init__(self, spec: str, options: dict[str, Any], few_shot: int, fmt: str) -> None:
+        self.spec, self.options, self.few_shot, self.format = spec, options, few_shot, fmt
         self.lock = threading.Lock()
         self.backend: Any = None
         self.labeler: Any = None
@@ -128,6 +128,7 @@ class _Judge:
                     cot=False,
                     clamp=None,
                     few_shot=self.few_shot,
+                    format=self.format,
                 )
             ((p_a, votes, principle_ids),) = judge_answers(
                 [pair], self.backend, constitution, cfg, self.labeler
@@ -148,10 +149,12 @@ def constitutional_pairwise(
     few_shot: int = 2,
     seed: int = 0,
     max_tokens: int = 128,
+    judge_format: Literal["raw", "chat", "pointwise"] | None = None,
 ) -> Scorer:
     """Judge each answer against `baseline`'s (an Inspect model, e.g. `charter/embedded`) with
     charter's judge `judge` (a charter backend spec that gives option log-probs, with
-    `judge_options` as its backend options)."""
+    `judge_options` as its backend options), asked in `judge_format` (default: as
+    `charter evaluate`'s judge)."""
     from charter.backends import check_spec
     from charter.constitution.load import load_constitution
     from charter.evaluate.judge import outcome_of
@@ -161,7 +164,10 @@ def constitutional_pairwise(
     check_spec(judge)
     loaded = load_constitution(constitution)
     judging: dict[str, Any] = {}  # per language, as `charter evaluate` builds its judges
-    ask = _Judge(judge, dict(judge_options or {}), few_shot)
+    from charter.evaluate.options import EvalOptions
+
+    fmt = judge_format or EvalOptions.model_fields["judge_format"].get_default()
+    ask = _Judge(judge, dict(judge_options or {}), few_shot, fmt)
 
     async def score(state: TaskState, target: Target) -> Score:
         base = await get_model(baseline).generate(
@@ -188,7 +194,11 @@ def constitutional_pairwise(
                 source="policy",
             )
             cfg = LabelConfig(
-                principles_per_pair=principles_per_pair, few_shot=few_shot, lang=lang, seed=seed
+                principles_per_pair=principles_per_pair,
+                few_shot=few_shot,
+                lang=lang,
+                seed=seed,
+                format=fmt,
             )
             if lang not in judging:
                 judging[lang] = axis_constitution(loaded.localized(lang), axis)
