@@ -66,7 +66,8 @@ def command(row: dict[str, Any]) -> str:
 
 
 def render_judges(result: dict[str, Any]) -> list[str]:
-    lines = [
+    lines = [result["note"], ""] if result.get("note") else []
+    lines += [
         "| format | items | accuracy, one order | both orders averaged | letter bias | "
         "orders agree | ECE (both) | s per query | command |",
         "|---|---|---|---|---|---|---|---|---|",

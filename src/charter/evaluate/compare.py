@@ -149,7 +149,7 @@ def judge_validity(opts: EvalOptions, pool: BackendPool) -> dict[str, Any]:
     assert opts.judge is not None
     backend = pool.get(opts.judge, opts.options_for(JUDGE_KEY), JUDGE_KEY)
     sha = model_fingerprint(backend)
-    found = lookup(opts.judge, sha, opts.judge_format)
+    found = lookup(opts.judge, sha, opts.judge_format, opts.few_shot)
     if found is None:
         return {"measured": False, "model_sha256": sha, "format": opts.judge_format}
     return {"measured": True, **found}

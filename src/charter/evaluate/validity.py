@@ -62,9 +62,12 @@ def shipped() -> list[dict[str, Any]]:
     return entries
 
 
-def lookup(spec: str, model_sha256: str | None, fmt: str) -> dict[str, Any] | None:
+def lookup(
+    spec: str, model_sha256: str | None, fmt: str, examples: int | None = None
+) -> dict[str, Any] | None:
     """The judge's measured HHH accuracy in this format (this machine's measurement of these
-    weights first, then the latest shipped one for the spec), or `None`."""
+    weights first, then the latest shipped one for the spec; with as many worked examples as
+    `examples` where there is one), or `None`."""
     local: list[dict[str, Any]] = []
     if model_sha256 and cache_dir().is_dir():
         for path in cache_dir().glob(f"{model_sha256[:16]}-*.json"):
@@ -75,7 +78,9 @@ def lookup(spec: str, model_sha256: str | None, fmt: str) -> dict[str, Any] | No
     same = [e for e in candidates if e["format"] == fmt]
     if not same:
         return None
-    best = max(same, key=lambda e: (e in local, e["date"]))
+    best = max(
+        same, key=lambda e: (e in local, e.get("examples", 0) == examples, e["date"], e["n"])
+    )
     return {**best, "near_chance": near_chance(best)}
 
 

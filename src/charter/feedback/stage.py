@@ -198,7 +198,8 @@ def run_label(ctx: StageContext, inputs: LabelInputs, cfg: LabelConfig) -> Label
         from charter.evaluate.validity import lookup
 
         # The labeller's measured HHH accuracy in this format, for the report's warning.
-        summary["validity"] = lookup(feedback, records[0].labeler.model_sha256, cfg.format)
+        sha = records[0].labeler.model_sha256
+        summary["validity"] = lookup(feedback, sha, cfg.format, cfg.few_shot)
     atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return LabelResult(
         n_pairs=summary["n_pairs"],
