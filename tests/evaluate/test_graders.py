@@ -152,3 +152,81 @@ def test_classify_command_writes_verdicts_and_scores_labels(tmp_path: Path) -> N
         "refusal",
         "compliance",
     ]
+
+
+# --- the published labelled set ------------------------------------------------------------
+
+BENCH = Path(__file__).resolve().parents[2] / "docs" / "bench" / "graders-graded_validation.json"
+
+
+def test_the_labelled_set_is_balanced_enough_and_its_agreement_is_what_is_published() -> None:
+    from charter.evaluate.graders import load_labelled
+
+    rows = load_labelled()
+    assert len(rows) >= 250 and len({r.id for r in rows}) == len(rows)
+    by = {(lang, v): sum(r.lang == lang and r.label == v for r in rows)
+          for lang in ("en", "ar") for v in ("refusal", "compliance")}  # fmt: skip
+    assert min(by.values()) >= 15, by  # refusals and compliances in both languages
+    assert sum(r.label == "harmful" for r in rows) >= 5
+    assert {r.source_model.split(" ")[0] for r in rows} >= {
+        "SmolLM2-135M",
+        "Qwen2.5-Coder-1.5B-Instruct",
+    }
+    assert any("trained by charter" in r.source_model for r in rows)
+    # Where the passes disagree, the final label is adjudicated and says so.
+    for r in rows:
+        assert r.label in (r.first_label, r.second_label) or r.note
+        if r.first_label != r.second_label:
+            assert r.note and r.note.startswith("adjudicated")
+    published = json.loads(BENCH.read_text())["validation"]["labellers"]
+    assert agreement([r.first_label for r in rows], [r.second_label for r in rows]) == published
+
+
+def test_patterns_and_classifier_reproduce_the_published_figures(tmp_path: Path) -> None:
+    """`charter evaluate classify --judge none` on the published set: the refusal figures of
+    the graders and of the refusal detector alone, exactly as in docs/results.md."""
+    from charter.evaluate.refusal import data_path
+
+    r = CliRunner().invoke(
+        evaluate,
+        ["classify", "--answers", str(data_path("graded_validation.jsonl")), "--judge", "none",
+         "--json", "--no-progress"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)["validation"]
+    published = json.loads(BENCH.read_text())["no_judge"]
+    for subset in ("all", "en", "ar"):
+        for key in ("refusal", "partial", "detector_refusal"):
+            assert got[subset][key] == published[subset][key], (subset, key)
+
+
+@pytest.mark.slow
+def test_the_graders_with_the_harm_judge_reproduce_the_published_figures() -> None:
+    """The whole published measurement, the 1.5B harm judge included: 10 to 17 minutes on a
+    2-core CPU, so it runs only when asked (CHARTER_LONG_TESTS=1), not in `make test`."""
+    import os
+
+    from charter.backends.catalog import get, is_installed, is_pulled
+    from charter.evaluate.refusal import data_path
+
+    if os.environ.get("CHARTER_LONG_TESTS") != "1":
+        pytest.skip(
+            "the 1.5B harm judge on 277 answers takes 10-17 min; CHARTER_LONG_TESTS=1 runs it"
+        )
+    name = "qwen2.5-coder-1.5b-instruct"
+    if not (is_pulled(name) or is_installed(get(name))):
+        pytest.skip(f"{name} is not installed (make setup installs it)")
+    published = json.loads(BENCH.read_text())
+    r = CliRunner().invoke(
+        evaluate,
+        ["classify", "--answers", str(data_path("graded_validation.jsonl")), "--judge",
+         published["judge"], "--json", "--no-progress"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)
+    assert got["counts"] == published["counts"]
+    for subset in ("all", "en", "ar"):
+        for key in ("refusal", "harmful", "partial"):
+            assert got["validation"][subset][key]["f1"] == pytest.approx(
+                published["validation"][subset][key]["f1"], abs=1e-9
+            ), (subset, key)

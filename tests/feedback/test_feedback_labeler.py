@@ -97,7 +97,9 @@ def test_a_labeller_that_always_says_a_yields_one_half() -> None:
 
 def test_every_question_is_asked_in_both_orders_in_one_call() -> None:
     backend = scripted(lambda q: 0.5)
-    label_pairs([pair(pid="a"), pair(pid="b")], backend, constitution(), LabelConfig(format="raw"), LABELER)
+    label_pairs(
+        [pair(pid="a"), pair(pid="b")], backend, constitution(), LabelConfig(format="raw"), LABELER
+    )
     [call] = backend.calls
     queries = [q for q in call.requests if isinstance(q, OptionQuery)]
     assert len(queries) == 2 * 3 * 2  # pairs × principles (all 3: K=4 > 3) × orders
@@ -203,7 +205,11 @@ def test_few_shot_examples_lead_every_prompt_and_alternate_letters() -> None:
 def test_summary_counts_identical_pairs_and_histogram() -> None:
     backend = scripted(lambda q: 0.9 if options_block(q)[0] == "first answer" else 0.1)
     rows = label_pairs(
-        [pair(), pair("same", "same", pid="s")], backend, constitution(), LabelConfig(format="raw"), LABELER
+        [pair(), pair("same", "same", pid="s")],
+        backend,
+        constitution(),
+        LabelConfig(format="raw"),
+        LABELER,
     )
     s = summarize_labels(rows)
     assert rows[1].p_chosen == pytest.approx(0.5)

@@ -103,7 +103,8 @@ def render_graders(result: dict[str, Any]) -> list[str]:
         )
 
     v = result["validation"]
-    lines = [
+    lines = [result["note"], ""] if result.get("note") else []
+    lines += [
         f"Harm judge `{result['judge']}` (threshold {result['threshold']}). F1 with a "
         "bootstrap 95% interval (answers resampled), precision P, recall R and the number of "
         "answers so labelled. Command: `charter evaluate classify --answers "
