@@ -298,7 +298,9 @@ def overlay_config(
         data = deep_merge(data, overlay)
     for text in overrides:
         overlay = parse_override(text)
-        sources.append((f"--set {text}", overlay, None))
+        # One line, whatever the value holds: error messages name their source in one paragraph.
+        shown = text.replace("\r", "\\r").replace("\n", "\\n")
+        sources.append((f"--set {shown}", overlay, None))
         data = deep_merge(data, overlay)
     try:
         return RunConfig.model_validate(data)

@@ -50,7 +50,7 @@ def labeller_queries() -> list[OptionQuery]:
         for i, p in enumerate(PROMPTS[:6])
     ]
     recorder = FakeBackend(spec="fake")
-    cfg = LabelConfig(principles_per_pair=3, few_shot=1, seed=0)
+    cfg = LabelConfig(principles_per_pair=3, few_shot=1, seed=0, format="raw")  # the letters
     labeler = Labeler(backend="fake", model_sha256="-", cot=False, clamp=None, few_shot=0)
     label_pairs(pairs, recorder, const, cfg, labeler)
     return [

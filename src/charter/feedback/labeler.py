@@ -22,7 +22,7 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from charter.backends.base import Backend, normalized_option_probs
-from charter.constitution.schema import Constitution, Principle
+from charter.constitution.schema import Constitution, LabelExample, Principle
 from charter.feedback import prompts as P
 from charter.records import Message, OptionQuery, Record, Sampling, Strict, stable_id
 
@@ -303,40 +303,10 @@ def label_pairs(
         for q, r in zip(queries, reasonings, strict=True):
             plans[q.pair].reasoning[(q.principle.id, q.order)] = r
         asked = [OptionQuery(prompt=t, options=list(P.LETTERS)) for t in texts]
-    elif cfg.format == "pointwise":
-        # Each answer judged alone, once per principle; both orders follow from the same two
-        # judgements (the letters are never shown), so each (pair, principle) costs 2 queries.
-        asked = [
-            OptionQuery(
-                prompt=P.pointwise_chat(plans[q.pair].pair.prompt, question(q), q.a),
-                options=list(P.YES_NO),
-            )
-            for q in queries
-            if q.order == "AB"
-        ] + [
-            OptionQuery(
-                prompt=P.pointwise_chat(plans[q.pair].pair.prompt, question(q), q.b),
-                options=list(P.YES_NO),
-            )
-            for q in queries
-            if q.order == "AB"
-        ]
-    elif cfg.format == "chat":
-        asked = [
-            OptionQuery(
-                prompt=P.mc_chat(examples, plans[q.pair].pair.prompt, question(q), q.a, q.b),
-                options=list(P.CHAT_OPTIONS),
-            )
-            for q in queries
-        ]
     else:
-        asked = [
-            OptionQuery(
-                prompt=P.mc_prompt(few_shot, plans[q.pair].pair.prompt, question(q), q.a, q.b),
-                options=list(P.LETTERS),
-            )
-            for q in queries
-        ]
+        asked = format_queries(
+            cfg.format, queries, [pv.pair.prompt for pv in plans], question, examples, few_shot
+        )
     t0 = time.perf_counter()
     scored = backend.option_logprobs(asked) if asked else []
     if cfg.format == "chat" and not cfg.cot:  # "(A)"/"(B)" → the letters
@@ -351,6 +321,45 @@ def label_pairs(
         plans[q.pair].p_a[(q.principle.id, q.order)] = letter_probability(lp)
     sha = constitution.compute_sha256()
     return [to_record(pv, labeler, cfg, sha) for pv in plans]
+
+
+def format_queries(
+    fmt: str,
+    queries: Sequence[_Query],
+    conversations: Sequence[Sequence[Message]],
+    question: Callable[[_Query], str],
+    examples: Sequence[LabelExample],
+    few_shot: str,
+) -> list[OptionQuery]:
+    """The scored queries of `queries` in format `fmt` (see `LabelConfig.format`)."""
+    if fmt == "pointwise":
+        # Each answer judged alone, once per principle; both orders follow from the same two
+        # judgements (the letters are never shown), so each (pair, principle) costs 2 queries.
+        ab = [q for q in queries if q.order == "AB"]
+        return [
+            OptionQuery(
+                prompt=P.pointwise_chat(conversations[q.pair], question(q), answer),
+                options=list(P.YES_NO),
+            )
+            for side in ("a", "b")
+            for q in ab
+            for answer in [q.a if side == "a" else q.b]
+        ]
+    if fmt == "chat":
+        return [
+            OptionQuery(
+                prompt=P.mc_chat(examples, conversations[q.pair], question(q), q.a, q.b),
+                options=list(P.CHAT_OPTIONS),
+            )
+            for q in queries
+        ]
+    return [
+        OptionQuery(
+            prompt=P.mc_prompt(few_shot, conversations[q.pair], question(q), q.a, q.b),
+            options=list(P.LETTERS),
+        )
+        for q in queries
+    ]
 
 
 def pointwise_letters(

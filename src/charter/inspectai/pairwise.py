@@ -155,6 +155,7 @@ def constitutional_pairwise(
     charter's judge `judge` (a charter backend spec that gives option log-probs, with
     `judge_options` as its backend options), asked in `judge_format` (default: as
     `charter evaluate`'s judge)."""
+    # long: Inspect's scorer factory: the options, then the async closure that holds the judge
     from charter.backends import check_spec
     from charter.constitution.load import load_constitution
     from charter.evaluate.judge import outcome_of
