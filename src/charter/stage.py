@@ -108,7 +108,7 @@ def stages() -> dict[str, Stage[Any, Any, Any]]:
     from charter.redteam.evals import EVALS
     from charter.redteam.run import REDTEAM
     from charter.sl import SL
-    from charter.train.stage import TRAIN_DPO, TRAIN_RM, TRAIN_SFT
+    from charter.train.stage import TRAIN_DPO, TRAIN_GRPO, TRAIN_RLOO, TRAIN_RM, TRAIN_SFT
 
     found: list[Stage[Any, Any, Any]] = [
         GENERATE,
@@ -117,6 +117,8 @@ def stages() -> dict[str, Stage[Any, Any, Any]]:
         TRAIN_SFT,
         TRAIN_DPO,
         TRAIN_RM,
+        TRAIN_GRPO,
+        TRAIN_RLOO,
         EVALUATE,
         REDTEAM,
         OVERSIGHT,

@@ -13,6 +13,7 @@ from charter.cli.fields import config_from, options_from
 from charter.cli.options import JSON, PROGRESS
 from charter.cli.vocabulary import CharterGroup
 from charter.train import DPOOptions, RMOptions, SFTOptions
+from charter.train.rl import RLOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,13 +63,24 @@ def _run(kind: str, cls: type[Any], kw: dict[str, Any], flags: dict[str, Any]) -
     from charter.train.stage import TrainInputs
 
     modules = kw.pop("target_modules", None)
-    fixed = {}
+    fixed: dict[str, Any] = {}
     if modules is not None:
         fixed["target_modules"] = [m.strip() for m in modules.split(",") if m.strip()]
+    if "reward" in kw:
+        from charter.train.rewards import parse_reward
+
+        given = kw.pop("reward")
+        if given:
+            fixed["rewards"] = [parse_reward(r) for r in given]
+        fixed["algorithm"] = kind
     options = config_from(cls, kw, **fixed)
     check_trainable_spec(options.model)
     # The data is read (and any bad row reported) before --out is made.
-    if kind == "sft":
+    if kind in ("grpo", "rloo"):
+        from charter.train.rl import check_rl_options
+
+        check_rl_options(options)
+    elif kind == "sft":
         load_sft_rows(options.data)
     else:
         load_preference_rows(options.data, need_p=getattr(options, "loss", None) == "soft")
@@ -90,7 +102,9 @@ def _report(result: Any) -> None:
         f"trained {m['kind']} for {result.steps} steps in {result.seconds:.1f} s "
         f"({m.get('steps_per_second')} steps/s); loss {m.get('first_loss')} → {m.get('last_loss')}"
     )
-    if m.get("after"):
+    if m.get("kind") in ("grpo", "rloo"):
+        _report_rl(m)
+    elif m.get("after"):
         b, a = m["before"], m["after"]
         click.echo(
             f"implicit reward accuracy on the training pairs {b['reward_accuracy']:.3f} → "
@@ -103,9 +117,27 @@ def _report(result: Any) -> None:
         click.echo(f"use it as --model hf:{result.merged}")
 
 
+def _report_rl(m: dict[str, Any]) -> None:
+    b, a = m.get("before"), m.get("after")
+    if b and a:
+        for name, before in b["rewards"].items():
+            after = a["rewards"].get(name)
+            if before is not None and after is not None:
+                click.echo(f"held-out {name}: {before:.3f} → {after:.3f}")
+        click.echo(
+            f"held-out mean length {b['mean_length']:.1f} → {a['mean_length']:.1f} tokens; "
+            f"refusal rate {b['refusal_rate']:.2f} → {a['refusal_rate']:.2f}"
+        )
+    kl = [x for x in m["curves"]["kl"] if x is not None]
+    if kl:
+        click.echo(f"KL to the start at the last step: {kl[-1]:.4f}")
+    for warning in m.get("warnings") or []:
+        click.echo(f"warning: {warning}", err=True)
+
+
 @click.group(cls=CharterGroup)
 def train() -> None:
-    """Train models on stage outputs: SFT on revisions, DPO on soft AI labels, reward models.
+    """Train models: SFT on revisions, DPO on soft AI labels, reward models, online RL.
 
     Each command writes OUT/adapter (LoRA) or OUT/merged (full fine-tuning, or LoRA with
     --merge), OUT/train_config.json, OUT/metrics.json, OUT/loss.csv and OUT/loss.png. Run them
@@ -190,3 +222,41 @@ def score(rm_dir: Path, data: Path, out: Path | None, batch_size: int, as_json: 
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
         click.echo(json.dumps(summary), err=True)
+
+
+def _rl_options(f: F) -> F:
+    f = click.option(
+        "--reward",
+        multiple=True,
+        help="A reward (repeat to combine): judge:SPEC, pm:DIR, length:N or refusal, then "
+        "`; key=value` options: weight, on (prompt sets), tags (principles), principles, versus "
+        "(reference|group), few_shot, format [default: judge:embedded].",
+    )(f)
+    return options_from(
+        RLOptions,
+        exclude={"target_modules", "algorithm", "data", "rewards", "max_length"},
+        required={"out"},
+    )(f)
+
+
+@train.command("grpo")
+@_rl_options
+@_common
+def grpo_cmd(**kw: Any) -> None:
+    """Online GRPO (TRL) against constitutional rewards, with a KL anchor to the start model.
+
+    Samples --num-generations answers per prompt, scores them with the rewards (by default the
+    embedded model judging each answer against the start model's own answer under the
+    constitution, both option orders), and updates a LoRA adapter. Writes OUT/rewards.jsonl
+    (every reward with its principles and votes), OUT/rl.png (reward, KL, length, refusal rate)
+    and held-out metrics before and after in OUT/metrics.json.
+    """
+    _run("grpo", RLOptions, kw, {k: kw.pop(k) for k in FLAGS})
+
+
+@train.command("rloo")
+@_rl_options
+@_common
+def rloo_cmd(**kw: Any) -> None:
+    """Online RLOO (TRL): as `train grpo`, with leave-one-out baselines and the KL in the reward."""
+    _run("rloo", RLOptions, kw, {k: kw.pop(k) for k in FLAGS})

@@ -266,8 +266,25 @@ def label_pairs(
     Every (pair × principle × order) question goes to the backend in one `option_logprobs`
     call (and, with chain of thought, one `generate` call first).
     """
+    plans = vote_pairs(pairs, backend, constitution, cfg, timings)
+    sha = constitution.compute_sha256()
+    return [to_record(pv, labeler, cfg, sha) for pv in plans]
+
+
+def vote_pairs(
+    pairs: Sequence[PairRecord],
+    backend: Backend,
+    constitution: Constitution,
+    cfg: LabelConfig,
+    timings: LabelTimings | None = None,
+    principles: Sequence[Principle] | None = None,
+) -> list[PairVotes]:
+    """The raw votes of `pairs` (what `label_pairs` turns into records; `soft_label` of a
+    pair's `p_a` is its P(first answer better)). `principles` narrows the comparison
+    principles drawn from (default: all of the constitution's)."""
     timings = timings if timings is not None else LabelTimings()
-    principles = constitution.comparison_principles()
+    if principles is None:
+        principles = constitution.comparison_principles()
     examples = [e for e in constitution.few_shot.labeling if e.lang == cfg.lang][: cfg.few_shot]
     few_shot = P.few_shot_block(examples, cot=cfg.cot)
     plans = [
@@ -319,8 +336,7 @@ def label_pairs(
     timings.queries += len(asked)
     for q, lp in zip(queries, scored, strict=True):
         plans[q.pair].p_a[(q.principle.id, q.order)] = letter_probability(lp)
-    sha = constitution.compute_sha256()
-    return [to_record(pv, labeler, cfg, sha) for pv in plans]
+    return plans
 
 
 def format_queries(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,56 @@ def load_score_rows(path: Path) -> list[tuple[str, dict[str, list[Message]]]]:
     return out
 
 
+class PreferenceModel:
+    """A trained preference model (`charter train rm`'s OUT or a model folder), loaded once:
+    `score(chats)` gives each chat's scalar reward."""
+
+    def __init__(self, rm: Path, *, batch_size: int = 8) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from charter.backends.hf import pick_device
+
+        self.folder = _rm_folder(rm)
+        self.batch_size = batch_size
+        self.device = pick_device()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        self.model = (
+            AutoModelForSequenceClassification.from_pretrained(self.folder).to(self.device).eval()
+        )
+        tok = self.tokenizer
+        self.pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        # The classifier reads the last token that is not `config.pad_token_id`: it must be the
+        # id we pad with, or a padded row is read at a pad position and its reward depends on
+        # the batch.
+        self.model.config.pad_token_id = self.pad
+
+    def score(self, chats: Sequence[Sequence[Message]]) -> list[float]:
+        import torch
+
+        out: list[float] = []
+        pad = self.pad
+        for start in range(0, len(chats), self.batch_size):
+            batch = chats[start : start + self.batch_size]
+            ids = [
+                self.tokenizer.apply_chat_template(
+                    [m.model_dump() for m in chat], tokenize=True, return_dict=True
+                )["input_ids"]
+                for chat in batch
+            ]
+            width = max(len(x) for x in ids)
+            # Right padding: the classifier reads the last non-pad token, as in training.
+            input_ids = torch.tensor(
+                [x + [pad] * (width - len(x)) for x in ids], device=self.device
+            )
+            mask = torch.tensor(
+                [[1] * len(x) + [0] * (width - len(x)) for x in ids], device=self.device
+            )
+            with torch.no_grad():
+                logits = self.model(input_ids=input_ids, attention_mask=mask).logits
+            out.extend(float(x) for x in logits[:, 0].float().cpu().tolist())
+        return out
+
+
 def score_rows(
     rm: Path, data: Path, *, batch_size: int = 8
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -220,37 +271,11 @@ def score_rows(
     `p_chosen_rm` = σ(r_c − r_r); the summary gives the share of pairs it ranks as the file does.
     """
     rows = load_score_rows(data)
-    folder = _rm_folder(rm)
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from charter.backends.hf import pick_device
-
-    device = pick_device()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    # The classifier reads the last token that is not `config.pad_token_id`: it must be the id we
-    # pad with, or a padded row is read at a pad position and its reward depends on the batch.
-    model.config.pad_token_id = pad
+    model = PreferenceModel(rm, batch_size=batch_size)
     chats = [(i, key, chat) for i, (_, d) in enumerate(rows) for key, chat in d.items()]
-    rewards: dict[tuple[int, str], float] = {}
-    for start in range(0, len(chats), batch_size):
-        batch = chats[start : start + batch_size]
-        ids = [
-            tokenizer.apply_chat_template(
-                [m.model_dump() for m in chat], tokenize=True, return_dict=True
-            )["input_ids"]
-            for _, _, chat in batch
-        ]
-        width = max(len(x) for x in ids)
-        # Right padding: the classifier reads the last non-pad token, as in training.
-        input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=device)
-        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=device)
-        with torch.no_grad():
-            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float().cpu()
-        for (i, key, _), r in zip(batch, logits.tolist(), strict=True):
-            rewards[(i, key)] = r
+    scores = model.score([chat for _, _, chat in chats])
+    rewards = {(i, key): r for (i, key, _), r in zip(chats, scores, strict=True)}
+    folder = model.folder
     out_rows: list[dict[str, Any]] = []
     for i, (rid, d) in enumerate(rows):
         if "answer" in d:

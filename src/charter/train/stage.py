@@ -26,6 +26,7 @@ from charter.train.common import (
     TrainResult,
 )
 from charter.train.dpo import DPOOptions, train_dpo
+from charter.train.rl import RLOptions, prompts_hash, train_rl
 from charter.train.rm import RMOptions, train_rm
 from charter.train.sft import SFTOptions, train_sft
 
@@ -40,6 +41,12 @@ OUTPUTS = (
     "train_config.json",
     "loss.csv",
     "loss.png",
+    "metrics_before.json",
+    # online RL
+    "prompts.jsonl",
+    "references.jsonl",
+    "rewards.jsonl",
+    "rl.png",
 )
 
 
@@ -50,26 +57,40 @@ class TrainInputs(BaseModel):
     base_hash: str | None = None
 
 
-def _stage(kind: str, options: type[O], trainer: Callable[..., TrainResult], summary: str) -> Any:
+def _stage(
+    kind: str,
+    options: type[O],
+    trainer: Callable[..., TrainResult],
+    summary: str,
+    data_hash: Callable[[O], str] | None = None,
+) -> Any:
+    """A training stage; `data_hash` names its data (default: the sha256 of `options.data`).
+    Online RL has no data file before it runs: its data is the prompts, and it is handed the
+    run's backend pool for its judges."""
     name = f"train/{kind}"
+    online = data_hash is not None
 
     def run(ctx: StageContext, inputs: TrainInputs, cfg: O) -> TrainResult:
         out = ctx.out
-        opts = cfg.model_copy(update={"out": out})
+        update: dict[str, Any] = {"out": out}
+        if online:
+            update["algorithm"] = kind
+        opts = cfg.model_copy(update=update)
         digest = stable_id(opts.model_dump(mode="json"), length=64)
-        data_hash = file_sha256(opts.data)
+        data = data_hash(opts) if data_hash is not None else file_sha256(opts.data)
         if inputs.base_hash is not None:
-            data_hash = stable_id(data_hash, inputs.base_hash, length=64)
+            data = stable_id(data, inputs.base_hash, length=64)
         holder: dict[str, TrainResult] = {}
 
         def work() -> int:
             # A stage that was killed resumes from its last checkpoint.
             resume = any((out / marker).exists() for marker in RUN_MARKERS)
-            holder["res"] = trainer(opts, progress=ctx.progress, resume=resume)
+            extra = {"pool": ctx.pool} if online else {}
+            holder["res"] = trainer(opts, progress=ctx.progress, resume=resume, **extra)
             return int(holder["res"].steps)
 
         ctx.runfolder.run_stage(
-            name, digest, [ctx.file(o) for o in OUTPUTS], work, records_hash=data_hash
+            name, digest, [ctx.file(o) for o in OUTPUTS], work, records_hash=data
         )
         if "res" in holder:
             return holder["res"]
@@ -100,4 +121,10 @@ TRAIN_DPO: Stage[TrainInputs, DPOOptions, TrainResult] = _stage(
 )
 TRAIN_RM: Stage[TrainInputs, RMOptions, TrainResult] = _stage(
     "rm", RMOptions, train_rm, "a reward model on the soft AI-feedback labels"
+)
+TRAIN_GRPO: Stage[TrainInputs, RLOptions, TrainResult] = _stage(
+    "grpo", RLOptions, train_rl, "online GRPO against constitutional rewards", prompts_hash
+)
+TRAIN_RLOO: Stage[TrainInputs, RLOptions, TrainResult] = _stage(
+    "rloo", RLOptions, train_rl, "online RLOO against constitutional rewards", prompts_hash
 )
