@@ -13,7 +13,8 @@
 # evaluation, report), and the vllm: backend where vLLM is installed.
 # The ct2: backend (CTranslate2) on cuda: the same model converted, greedy text against hf: on
 # cuda, option log-probs, and its tokens/s, where ctranslate2 sees a CUDA device.
-# GPU_CHECK_STEPS picks steps (default: "generate bench-generate ct2 prefix bench-sl run").
+# Online RL: `charter train grpo` on cuda, 4 steps (with --use-vllm where vLLM is installed).
+# GPU_CHECK_STEPS picks steps (default: "generate bench-generate ct2 prefix bench-sl run grpo").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -23,7 +24,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 status=0
-STEPS=" ${GPU_CHECK_STEPS:-generate bench-generate ct2 prefix bench-sl run} "
+STEPS=" ${GPU_CHECK_STEPS:-generate bench-generate ct2 prefix bench-sl run grpo} "
 want() { [[ "$STEPS" == *" $1 "* ]]; }
 step() { echo; echo "== $*"; }
 fail() { echo "FAILED: $*"; status=1; }
@@ -190,6 +191,18 @@ elif step "charter run --preset quick on cuda (SL, labels, SFT + DPO training, $
     cp "$WORK/runs/quick/train/dpo/metrics.json" "$OUT/run_quick_dpo.json" 2>/dev/null
 else
     tail -n 60 "$OUT/run_quick.log"; fail "charter run --preset quick"
+fi
+
+if want grpo; then
+    step "train grpo on cuda (4 steps, the model judging itself; vLLM rollouts where installed)"
+    VLLM=()
+    "$PY" -c "import vllm" 2>/dev/null && VLLM=(--use-vllm)
+    "$PY" -m charter train grpo --model "$SPEC" --reward "judge:$SPEC" \
+        --prompts "$WORK/prompts.jsonl" --split all --held-out 0 --batch-size 8 \
+        --num-generations 4 --max-new-tokens 32 --max-steps 4 --bf16 "${VLLM[@]}" \
+        --out "$WORK/grpo" --no-progress > "$OUT/grpo.log" 2>&1 || {
+        tail -n 40 "$OUT/grpo.log"; fail "train grpo"; }
+    cp "$WORK/grpo/metrics.json" "$OUT/grpo_metrics.json" 2>/dev/null
 fi
 
 if "$PY" -c "import vllm" 2>/dev/null; then

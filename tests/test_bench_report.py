@@ -25,6 +25,12 @@ def test_every_committed_benchmark_gives_rows_with_its_own_figures() -> None:
         if result.get("kind") == "run":
             assert result["stages"] and result["machine"]["commit"], path.name
             continue
+        if result.get("kind") == "rl":
+            # Online RL: held-out figures before and after, and the command that made them.
+            assert result["command"].startswith("charter train "), path.name
+            assert set(result["before"]["rewards"]) == set(result["after"]["rewards"])
+            assert result["steps"] and result["step_seconds"]["scoring"] is not None
+            continue
         if result.get("kind") == "judge_formats":
             assert result["rows"] and all(r["n"] and r["accuracy"] for r in result["rows"])
             continue

@@ -188,3 +188,44 @@ def test_whole_pipeline_on_the_embedded_model(tmp_path: Path) -> None:
         assert {"harmful_compliance", "over_refusal", "elo"} <= set(m)
     assert (root / "train" / "dpo" / "merged").is_dir()
     assert "<html" in (root / "report.html").read_text(encoding="utf-8").lower()
+
+
+def test_online_rl_in_the_pipeline_beside_dpo(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`train.rl=dpo+grpo`: SFT, then DPO and GRPO from it on the tiny model; the evaluation
+    compares all four models and the report shows the online run's curves and figures."""
+    items = [
+        *[x for x in FAST if x != "train.enabled=false"],
+        f"train.model=hf:{tiny_model_dir}",
+        "train.rl=dpo+grpo",
+        "train.sft.max_steps=1",
+        "train.dpo.max_steps=1",
+        "train.online.max_steps=1",
+        "train.online.batch_size=4",
+        "train.online.num_generations=2",
+        "train.online.max_new_tokens=8",
+        "train.online.held_out=2",
+        "evaluate.langs=[en]",
+        "evaluate.limit=1",
+    ]
+    r = run_cli(["run", "--preset", "quick", "--runs-dir", str(tmp_path), "--no-progress",
+                 "--name", "rl", *_sets(items)], timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    root = tmp_path / "rl"
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"base", "sl-cai", "rl-cai", "rl-cai-grpo"}
+    grpo = json.loads((root / "train" / "grpo" / "metrics.json").read_text())
+    # The run's own judge (the feedback role, here the fake policy) scored the samples.
+    assert grpo["rewards"][0]["source"] == "judge:fake" and grpo["steps"] == 1
+    assert (root / "train" / "grpo" / "merged").is_dir()
+    html = (root / "report.html").read_text(encoding="utf-8")
+    assert "Online RL-CAI (GRPO)" in html and "train/grpo/rewards.jsonl" in html
+    assert {"train/sft", "train/dpo", "train/grpo"} <= set(_manifest(root))
+
+
+def test_online_rl_options_the_run_sets_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"train\.online\.prompts"):
+        check_config(load_config("quick", None, ["train.rl=grpo", "train.online.prompts=x"]))
+    # Online RL alone does not need the label stage; DPO does.
+    check_config(load_config("quick", None, ["train.rl=rloo", "label.enabled=false"]))
+    with pytest.raises(ConfigError, match=r"DPO \(train\.rl\) needs the label stage"):
+        check_config(load_config("quick", None, ["label.enabled=false"]))

@@ -21,6 +21,8 @@ from charter.generate import MODEL_RENAMES, GenerationConfig, renamed_keys
 from charter.records import Strict
 from charter.sl.revise import SLConfig
 from charter.train import DPOOptions, SFTOptions
+from charter.train.rewards import RewardSpec
+from charter.train.rl import RLOptions
 from charter.userinput import Lines, line_of, parse_yaml, read_text
 
 
@@ -77,10 +79,26 @@ class RunDPOOptions(DPOOptions):
     merge: bool = Field(True, description="Also write merged weights (evaluate loads them).")
 
 
-class RunTrainConfig(Strict):
-    """The training stage: SFT on the SL-CAI revisions, then DPO on the AI labels.
+class RunRLOptions(RLOptions):
+    """`charter train grpo|rloo`'s options; the run fills in `model` (the SFT model), `out`,
+    the prompts (the label stage's), the constitution and, unless given, the rewards (the
+    feedback role judging against the SFT model's own answers)."""
 
-    `sft` and `dpo` are `charter train sft` / `charter train dpo` options under the same names
+    out: Path = Field(Path("train/grpo"), description="Set by the run: train/grpo or train/rloo.")
+    rewards: list[RewardSpec] = Field(
+        default_factory=list, description="The rewards; empty: the feedback role as judge."
+    )
+    merge: bool = Field(True, description="Also write merged weights (evaluate loads them).")
+
+
+RL_CHOICES = ("dpo", "grpo", "rloo", "dpo+grpo", "dpo+rloo")
+
+
+class RunTrainConfig(Strict):
+    """The training stage: SFT on the SL-CAI revisions, then RL-CAI: offline DPO on the AI
+    labels, online GRPO/RLOO against the constitution, or both (`rl`).
+
+    `sft`, `dpo` and `online` are `charter train sft|dpo|grpo` options under the same names
     (`--set train.sft.learning_rate=1e-4`); data, output folders and the model are filled in by
     the run.
     """
@@ -89,8 +107,23 @@ class RunTrainConfig(Strict):
     model: str | None = Field(
         None, description="Trainable base model (embedded or hf:PATH); empty = the policy."
     )
+    rl: Literal["dpo", "grpo", "rloo", "dpo+grpo", "dpo+rloo"] = Field(
+        "dpo",
+        description="RL-CAI after SFT: dpo (offline, on the label stage's soft labels), grpo or "
+        "rloo (online, the feedback model judging samples), or dpo+grpo / dpo+rloo (both).",
+    )
     sft: RunSFTOptions = Field(default_factory=RunSFTOptions)
     dpo: RunDPOOptions = Field(default_factory=RunDPOOptions)
+    online: RunRLOptions = Field(default_factory=RunRLOptions)
+
+    @property
+    def dpo_enabled(self) -> bool:
+        return "dpo" in self.rl.split("+")
+
+    @property
+    def online_algorithm(self) -> str | None:
+        """grpo, rloo or None."""
+        return next((x for x in self.rl.split("+") if x != "dpo"), None)
 
 
 EVAL_LANGS: tuple[str, ...] = ("en", "ar")
@@ -191,6 +224,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {
             "sft": {"max_steps": 8, "batch_size": 4, "max_length": 384},
             "dpo": {"max_steps": 8, "batch_size": 2, "max_length": 384},
+            # Only with train.rl=grpo|rloo: 4 steps of 2 prompts × 2 samples.
+            "online": {
+                "max_steps": 4,
+                "batch_size": 4,
+                "num_generations": 2,
+                "max_new_tokens": 48,
+                "held_out": 4,
+            },
         },
         "evaluate": {
             "limit": 4,

@@ -1,6 +1,7 @@
 """`charter run`: the whole CAI pipeline in one run folder, stage by stage, resumable.
 
-constitution → prompts → generate → sl → label → train (sft, dpo) → evaluate → report.
+constitution → prompts → generate → sl → label → train (sft, then dpo and/or grpo/rloo) →
+evaluate → report.
 
 Each stage is recorded in the run's manifest with a hash of its inputs; `--resume` skips the
 stages already complete for the same inputs, and a changed input redoes that stage and every
@@ -26,6 +27,8 @@ from charter.records import PromptRecord, stable_id
 from charter.runs import RunFolder, atomic_write_text, check_run_name, list_runs
 from charter.stage import StageContext, stages
 from charter.train import DPOOptions, SFTOptions
+from charter.train.rewards import RewardSpec
+from charter.train.rl import RLOptions
 
 TRAINABLE_PREFIXES = ("embedded", "hf:")
 STAGES = stages()
@@ -110,10 +113,15 @@ def check_config(cfg: RunConfig) -> None:
     for role in ("policy", "reviser", "feedback", "judge"):
         check_spec(cfg.role(role)[0])
     if cfg.train.enabled:
-        if not (cfg.sl.enabled and cfg.label.enabled):
-            raise ConfigError("the train stage needs the sl and label stages (enable them)")
+        if not cfg.sl.enabled:
+            raise ConfigError("the train stage needs the sl stage (enable it)")
+        if cfg.train.dpo_enabled and not cfg.label.enabled:
+            raise ConfigError(
+                "DPO (train.rl) needs the label stage: enable it, or set train.rl=grpo or rloo"
+            )
         trainable_model(cfg)
         train_options(cfg, Path("."))  # refuses options the run sets itself
+        online_options(cfg, Path("."))
 
 
 def changed_fields(config: BaseModel, names: Iterable[str]) -> list[str]:
@@ -146,6 +154,48 @@ def train_options(cfg: RunConfig, root: Path) -> tuple[SFTOptions, DPOOptions]:
         data = given.model_dump(exclude=set(fixed[key]))
         result.append(cls.model_validate({**data, **fixed[key]}))
     return result[0], result[1]
+
+
+# What the run sets in `train.online` itself (`rewards` only when left empty).
+ONLINE_SETS = ("model", "out", "prompts", "split", "limit", "lang", "constitution", "seed")
+
+
+def online_options(cfg: RunConfig, root: Path) -> RLOptions | None:
+    """The online RL stage's options (None when `train.rl` has no grpo/rloo): `train.online`
+    starting from the SFT model, on the label stage's prompts, with the run's constitution and
+    seed; without rewards of its own, the feedback role judges against the SFT model's answers."""
+    algorithm = cfg.train.online_algorithm
+    if algorithm is None:
+        return None
+    given = cfg.train.online
+    fields = type(given).model_fields
+    clash = [
+        n
+        for n in ONLINE_SETS
+        if getattr(given, n) != fields[n].get_default(call_default_factory=True)
+    ]
+    if clash:
+        raise ConfigError(f"`train.online.{clash[0]}` is set by the run; remove it")
+    rewards = list(given.rewards)
+    if not rewards:
+        spec, options = cfg.role("feedback")
+        rewards = [RewardSpec(source=f"judge:{spec}", model_options=options)]
+    data = given.model_dump(exclude={*ONLINE_SETS, "rewards", "algorithm"})
+    return RLOptions.model_validate(
+        {
+            **data,
+            "algorithm": algorithm,
+            "model": f"hf:{root / 'train' / 'sft' / 'merged'}",
+            "out": root / "train" / algorithm,
+            "prompts": cfg.label.prompts,
+            "split": cfg.label.split,
+            "limit": cfg.label.limit,
+            "lang": cfg.label.lang,
+            "constitution": cfg.constitution,
+            "seed": cfg.seed,
+            "rewards": rewards,
+        }
+    )
 
 
 def collect_prompts(cfg: RunConfig) -> dict[str, list[PromptRecord]]:
@@ -306,10 +356,16 @@ def _train_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
     from charter.train.stage import TrainInputs
 
     sft_opts, dpo_opts = train_options(cfg, ctx.runfolder.path)
+    online = online_options(cfg, ctx.runfolder.path)
+    todo: list[tuple[str, Any]] = [("train/sft", sft_opts)]
+    if cfg.train.dpo_enabled:
+        todo.append(("train/dpo", dpo_opts))
+    if online is not None:
+        todo.append((f"train/{online.algorithm}", online))
     details = []
-    for name, opts in (("train/sft", sft_opts), ("train/dpo", dpo_opts)):
-        # The DPO base is the SFT model: its weights are an input.
-        base = _stage_hash(ctx.runfolder, "train/sft") if name == "train/dpo" else None
+    for name, opts in todo:
+        # DPO and online RL start from the SFT model: its weights are an input.
+        base = _stage_hash(ctx.runfolder, "train/sft") if name != "train/sft" else None
         before = set(ctx.runfolder.outcomes)
         res = STAGES[name].run(ctx.inside(name), TrainInputs(base_hash=base), opts)
         skipped = all(
@@ -329,9 +385,10 @@ def _evaluate_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
 
     opts = eval_options(cfg, ctx.runfolder.path)
     # The trained models are its data: retrained models are evaluated again.
-    models_hash = stable_id(
-        _stage_hash(ctx.runfolder, "train/dpo"), _stage_hash(ctx.runfolder, "train/sft"), length=64
-    )
+    trained = ["train/dpo", "train/sft"]
+    if cfg.train.online_algorithm:
+        trained.append(f"train/{cfg.train.online_algorithm}")
+    models_hash = stable_id(*(_stage_hash(ctx.runfolder, n) for n in trained), length=64)
     inputs = EvalInputs(models_hash=models_hash, report=ctx.runfolder.path / "report.html")
     r = STAGES["evaluate"].run(ctx.inside("eval"), inputs, opts)
     return _ran(not r.complete, f"{len(opts.models)} models → {ctx.runfolder.path / 'report.html'}")
@@ -416,14 +473,15 @@ def summary_table(result: PipelineResult) -> str:
         lines.append(f"{s.name:<13}{s.status:<34}{t:>8}  {s.detail}")
     models = (result.metrics or {}).get("models", {})
     if models:
+        w = max(10, *(len(n) + 1 for n in models))
         lines += [
             "",
-            f"{'model':<10}{'harmful compliance':>24}{'over-refusal':>24}"
+            f"{'model':<{w}}{'harmful compliance':>24}{'over-refusal':>24}"
             f"{'Elo harmless':>14}{'Elo helpful':>13}",
         ]
         for name, m in models.items():
             lines.append(
-                f"{name:<10}{_rate(m.get('harmful_compliance')):>24}"
+                f"{name:<{w}}{_rate(m.get('harmful_compliance')):>24}"
                 f"{_rate(m.get('over_refusal')):>24}"
                 f"{_elo(m, 'harmlessness'):>14}{_elo(m, 'helpfulness'):>13}"
             )

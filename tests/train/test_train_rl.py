@@ -123,7 +123,7 @@ def test_one_run_changes_the_adapter_and_the_loss_is_trls(
         out=tmp_path / "rl",
         batch_size=8,
         num_generations=4,
-        max_completion_length=12,
+        max_new_tokens=12,
         max_steps=3,
         num_iterations=2,  # the second pass over a batch has ratios ≠ 1: a non-trivial loss
         beta=0.1,
@@ -177,7 +177,7 @@ def test_train_grpo_writes_every_output(tmp_path: Path, tiny_model_dir: Path) ->
         rewards=[{"source": "judge:fake"}, {"source": "length:12", "weight": 0.1}],
         batch_size=4,
         num_generations=2,
-        max_completion_length=8,
+        max_new_tokens=8,
         max_steps=2,
         held_out=2,
     )
@@ -253,7 +253,7 @@ def test_grpo_with_the_embedded_model_judging_itself(tmp_path: Path, embedded_di
             "4",
             "--num-generations",
             "2",
-            "--max-completion-length",
+            "--max-new-tokens",
             "16",
             "--max-steps",
             "1",

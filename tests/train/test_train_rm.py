@@ -113,3 +113,28 @@ def test_train_rm_then_score(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert first["id"] == "c" and first["reward"] == pytest.approx(
         scores[0]["reward_chosen"], abs=1e-4
     )
+
+
+def test_the_pm_reward_scores_completions_as_charter_score_does(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """`--reward pm:OUT` of online RL: the preference model's score of prompt + completion,
+    the same as `charter score` gives that chat."""
+    from charter.train.rewards import PMReward, RewardLog, RewardSpec
+    from charter.train.rm import score_rows, train_rm
+
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows([0.9, 0.8, 1.0, 0.7])))
+    out = tmp_path / "rm"
+    train_rm(RMOptions(model=f"hf:{tiny_model_dir}", data=data, out=out, max_steps=2),
+             progress=False)  # fmt: skip
+    reward = PMReward(RewardSpec(source=f"pm:{out}"), RewardLog(None))
+    prompts = [[{"role": "user", "content": "Question 0?"}]] * 2
+    texts = ["A careful, kind answer to 0.", "Go away 0!!"]
+    got = reward(prompts, [[{"role": "assistant", "content": t}] for t in texts])
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text("".join(
+        json.dumps({"messages": [*prompts[0], {"role": "assistant", "content": t}]}) + "\n"
+        for t in texts))  # fmt: skip
+    want, _ = score_rows(out, chats, batch_size=1)
+    assert got == pytest.approx([r["reward"] for r in want], abs=1e-5)

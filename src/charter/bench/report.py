@@ -13,6 +13,7 @@ folder before rendering.
 
     python -m charter.bench.report [--bench-dir docs/bench] [--out docs/results.md]
                                    [--add-run RUN_DIR]... [--add-judges NAME DIR...]
+                                   [--add-rl OUT COMMAND]...
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from charter.bench.judges import judge_record, render_graders, render_judges
-from charter.bench.runs import render_run, run_record
+from charter.bench.runs import render_rl, render_run, rl_record, run_record
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,8 @@ def provenance(result: dict[str, Any]) -> str:
         if m.get("processor") or m.get("cpu"):
             where.append(str(m.get("processor") or m.get("cpu")))
         if "torch" in m:
-            where.append(f"torch {m['torch']}, {m.get('torch_threads', '?')} torch threads")
+            threads = m.get("torch_threads")
+            where.append(f"torch {m['torch']}" + (f", {threads} torch threads" if threads else ""))
         if "python" in m:
             where.append(f"Python {m['python']}")
         date = m.get("date") or "on a date not recorded"
@@ -183,6 +185,11 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             lines += ["", f"## The judge's prompt formats: `{result['name']}`", ""]
             lines += [f"`docs/bench/{name}`: {provenance(result)}.", ""]
             lines += render_judges(result)
+            continue
+        if result.get("kind") == "rl":
+            lines += ["", f"## Online RL-CAI: `{result['name']}`", ""]
+            lines += [f"`docs/bench/{name}`: {provenance(result)}.", ""]
+            lines += render_rl(result)
             continue
         if result.get("kind") == "run":
             lines += ["", f"## `charter run`: `{result['run']}`", ""]
@@ -229,7 +236,21 @@ def main(argv: list[str] | None = None) -> None:
         help="First record the `charter evaluate mc --out DIR` results as "
         "BENCH_DIR/judges-NAME.json (one row per DIR).",
     )
+    parser.add_argument(
+        "--add-rl",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("OUT", "COMMAND"),
+        help="First record `charter train grpo|rloo --out OUT` (run as COMMAND) as "
+        "BENCH_DIR/rl-NAME.json.",
+    )
     args = parser.parse_args(argv)
+    for out, command in args.add_rl:
+        target = args.bench_dir / f"rl-{Path(out).name}.json"
+        record = rl_record(Path(out), command)
+        target.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {target}")
     if args.add_judges:
         name, *dirs = args.add_judges
         target = args.bench_dir / f"judges-{name}.json"

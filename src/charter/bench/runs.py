@@ -102,3 +102,86 @@ def render_run(record: dict[str, Any]) -> list[str]:
                 f"{_elo(m, 'helpfulness')} |"
             )
     return lines
+
+
+def rl_record(out: Path, command: str) -> dict[str, Any]:
+    """The record of an online RL run (`charter train grpo|rloo --out OUT`): held-out rewards,
+    length and refusal rate before and after, KL, the step-time split, the warnings, and the
+    command that ran it (`docs/bench/rl-NAME.json`)."""
+    from charter.backends.threads import physical_cores
+
+    path = out / "metrics.json"
+    if not path.exists():
+        raise RunFolderError(f"{out}: no metrics.json (run `charter train grpo|rloo` first)")
+    m = json.loads(path.read_text(encoding="utf-8"))
+    config = json.loads((out / "train_config.json").read_text(encoding="utf-8"))
+    strip = ("answers",)
+    return {
+        "kind": "rl",
+        "name": out.name,
+        "command": command,
+        "algorithm": m["kind"],
+        "steps": m["steps"],
+        "seconds_total": m.get("seconds_total"),
+        "rows": m.get("rows"),
+        "beta": m.get("beta"),
+        "rewards": m.get("rewards"),
+        "before": {k: v for k, v in (m.get("before") or {}).items() if k not in strip},
+        "after": {k: v for k, v in (m.get("after") or {}).items() if k not in strip},
+        "kl_last": m.get("kl_last"),
+        "train_reward": {"first": m["curves"]["reward"][0], "last": m["curves"]["reward"][-1]}
+        if m.get("curves", {}).get("reward")
+        else None,
+        "step_seconds": m.get("step_seconds"),
+        "warnings": m.get("warnings", []),
+        "peak_rss_mb": {"train": m["peak_rss_mb"]} if m.get("peak_rss_mb") else {},
+        "machine": {
+            "date": str(config.get("written_at", ""))[:10] or None,
+            "cpus": os.cpu_count(),
+            "physical_cores": physical_cores(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "torch": (config.get("packages") or {}).get("torch"),
+            "torch_threads": m.get("torch_threads"),
+            "commit": git_commit(),
+        },
+    }
+
+
+def render_rl(record: dict[str, Any]) -> list[str]:
+    """The Markdown lines of one online RL record."""
+
+    def num(x: Any, fmt: str = ".3f") -> str:
+        return "–" if x is None else format(x, fmt)
+
+    b, a = record["before"], record["after"]
+    lines = [
+        f"`{record['command']}`: {record['steps']} steps of {record['algorithm'].upper()} on "
+        f"{record['rows']} prompts in {num(record['seconds_total'], '.0f')} s, β = "
+        f"{record['beta']}.",
+        "",
+        f"| held-out ({b.get('n', 0)} eval-split prompts, greedy) | before | after |",
+        "|---|---|---|",
+    ]
+    for name, before in (b.get("rewards") or {}).items():
+        lines.append(f"| reward `{name}` | {num(before)} | {num(a.get('rewards', {}).get(name))} |")
+    lines += [
+        f"| mean length (tokens) | {num(b.get('mean_length'), '.1f')} | "
+        f"{num(a.get('mean_length'), '.1f')} |",
+        f"| refusal rate | {num(b.get('refusal_rate'), '.2f')} | "
+        f"{num(a.get('refusal_rate'), '.2f')} |",
+    ]
+    t = record.get("train_reward") or {}
+    s = record.get("step_seconds") or {}
+    lines += [
+        "",
+        f"Training reward (summed, weighted) {num(t.get('first'))} at the first step, "
+        f"{num(t.get('last'))} at the last; KL to the start at the last step "
+        f"{num(record.get('kl_last'), '.4f')}. A step took {num(s.get('rollout'), '.1f')} s of "
+        f"rollout (the policy's generate), {num(s.get('scoring'), '.1f')} s of scoring (the "
+        f"rewards) and {num(s.get('update'), '.1f')} s for the rest (log-probs, backward, "
+        "optimizer), on average.",
+    ]
+    for w in record.get("warnings") or []:
+        lines += ["", f"Warning recorded by the run: {w}"]
+    return lines

@@ -142,7 +142,13 @@ VOCABULARY: dict[str, str] = {
     "--bf16": "train: bf16 mixed precision.",
     "--gradient-checkpointing": "train: trade compute for activation memory.",
     "--loss": "The training loss (w2s: comma-separated losses).",
-    "--beta": "train dpo: the DPO beta (strength of the KL penalty).",
+    "--beta": "train dpo|grpo|rloo: strength of the KL anchor to the starting model.",
+    "--reward": "train grpo|rloo: a reward (judge:SPEC, pm:DIR, length:N, refusal; options after "
+    "`;`), repeatable.",
+    "--num-generations": "train grpo|rloo: answers sampled per prompt (the group size).",
+    "--num-iterations": "train grpo|rloo: updates per batch of sampled answers.",
+    "--held-out": "train grpo|rloo: eval-split prompts scored before and after training.",
+    "--use-vllm": "train grpo|rloo: sample the rollouts with vLLM (GPU).",
     "--evaluate": "train dpo: measure reward accuracy on the pairs before and after.",
     # Weak-to-strong.
     "--mode": "w2s: probe (a head on frozen features) or finetune (LoRA).",

@@ -311,8 +311,37 @@ def render_report(
         sl_joined=sl_joined,
         labels=labels,
         label_banner=_label_banner(labels),
+        online=_online_summaries(run_dir),
         text_dir=text_dir,
     )
+
+
+def _online_summaries(run_dir: Path | None) -> list[dict[str, Any]]:
+    """The online RL stages of the run (train/grpo, train/rloo): their metrics and curves."""
+    out: list[dict[str, Any]] = []
+    for algorithm in ("grpo", "rloo"):
+        folder = None if run_dir is None else run_dir / "train" / algorithm
+        if folder is None or not (folder / "metrics.json").exists():
+            continue
+        m = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        png = folder / "rl.png"
+        b, a = m.get("before") or {}, m.get("after") or {}
+        rows = [
+            {"name": n, "before": (b.get("rewards") or {}).get(n),
+             "after": (a.get("rewards") or {}).get(n)}
+            for n in m.get("reward_names", [])
+        ]  # fmt: skip
+        out.append(
+            {
+                "algorithm": algorithm.upper(),
+                "metrics": m,
+                "rows": rows,
+                "before": b,
+                "after": a,
+                "png": base64.b64encode(png.read_bytes()).decode("ascii") if png.exists() else None,
+            }
+        )
+    return out
 
 
 def _label_summary(run_dir: Path | None) -> dict[str, Any] | None:

@@ -92,7 +92,12 @@ def eval_options(cfg: RunConfig, root: Path) -> EvalOptions:
     models = {"base": policy}
     if cfg.train.enabled:
         models["sl-cai"] = f"hf:{root / 'train' / 'sft' / 'merged'}"
-        models["rl-cai"] = f"hf:{root / 'train' / 'dpo' / 'merged'}"
+        if cfg.train.dpo_enabled:
+            models["rl-cai"] = f"hf:{root / 'train' / 'dpo' / 'merged'}"
+        online = cfg.train.online_algorithm
+        if online:
+            # Online RL-CAI: named by its algorithm beside DPO's rl-cai.
+            models[f"rl-cai-{online}"] = f"hf:{root / 'train' / online / 'merged'}"
     data = ec.model_dump(include=set(EvalOptions.model_fields) - set(RUN_SETS))
     return EvalOptions.model_validate(
         {

@@ -61,6 +61,9 @@ class RewardSpec(Strict):
     )
     few_shot: int = Field(1, ge=0, description="judge: worked examples in each question.")
     format: Literal["raw", "chat", "pointwise"] = Field("chat", description="judge: prompt format.")
+    model_options: dict[str, Any] = Field(
+        default_factory=dict, description="judge: backend options of its model."
+    )
 
     @field_validator("source")
     @classmethod
@@ -389,7 +392,13 @@ def build_rewards(
     for spec in specs:
         if spec.kind == "judge":
             rewards.append(
-                JudgeReward(spec, log, pool.get(spec.arg, name="judge"), constitution, seed)
+                JudgeReward(
+                    spec,
+                    log,
+                    pool.get(spec.arg, spec.model_options, name="judge"),
+                    constitution,
+                    seed,
+                )
             )
         elif spec.kind == "pm":
             rewards.append(PMReward(spec, log))

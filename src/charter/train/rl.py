@@ -77,7 +77,7 @@ class RLOptions(TrainOptions):
         8, ge=1, description="Completions per step (a multiple of num_generations)."
     )
     num_generations: int = Field(4, ge=2, description="Samples per prompt (the group size).")
-    max_completion_length: int = Field(64, ge=1, description="Most tokens per sampled answer.")
+    max_new_tokens: int = Field(64, ge=1, description="Most tokens per sampled answer.")
     temperature: float = Field(0.9, gt=0.0, description="Sampling temperature of the rollouts.")
     beta: float = Field(
         0.04,
@@ -87,6 +87,11 @@ class RLOptions(TrainOptions):
     )
     num_iterations: int = Field(1, ge=1, description="Updates per generation batch (GRPO's μ).")
     save_steps: int = Field(4, ge=1, description="Checkpoint every N steps (for --resume).")
+    use_vllm: bool = Field(
+        False,
+        description="GPU: sample the rollouts with vLLM in the training process (TRL's "
+        "use_vllm, colocate mode; needs vllm installed). Never run on a CPU.",
+    )
 
     @model_validator(mode="after")
     def _group(self) -> RLOptions:
@@ -278,12 +283,14 @@ def rl_config(options: RLOptions, *, progress: bool) -> Any:
     return config_class(
         **args,
         num_generations=options.num_generations,
-        max_completion_length=options.max_completion_length,
+        max_completion_length=options.max_new_tokens,
         temperature=options.temperature,
         beta=options.beta,
         num_iterations=options.num_iterations,
         reward_weights=None,  # set by the trainer builder from the rewards
         remove_unused_columns=False,
+        use_vllm=options.use_vllm,
+        vllm_mode="colocate",
     )
 
 
@@ -389,7 +396,7 @@ def train_rl(  # long: the run's steps in order, each a call
                 trainer.model,
                 tok,
                 [*train_prompts, *held],
-                options.max_completion_length,
+                options.max_new_tokens,
             )
         examples = _examples(train_prompts, set_name, refs)
         trainer.train_dataset = _dataset(examples)
@@ -404,7 +411,7 @@ def train_rl(  # long: the run's steps in order, each a call
         else:
             log.phase = "held-out-before"
             before = held_out_metrics(
-                trainer.model, tok, held_examples, rewards, options.max_completion_length
+                trainer.model, tok, held_examples, rewards, options.max_new_tokens
             )
             atomic_write_text(before_file, json.dumps(before, indent=2, ensure_ascii=False) + "\n")
         checkpoint = begin_training(
@@ -415,9 +422,7 @@ def train_rl(  # long: the run's steps in order, each a call
         log.phase = "train"
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         log.phase = "held-out-after"
-        after = held_out_metrics(
-            trainer.model, tok, held_examples, rewards, options.max_completion_length
-        )
+        after = held_out_metrics(trainer.model, tok, held_examples, rewards, options.max_new_tokens)
         history = list(trainer.state.log_history)
         curves = rl_curves(history, [r.__name__ for r in rewards])
         curves.update(split.curves(curves["step"]))
@@ -445,6 +450,8 @@ def train_rl(  # long: the run's steps in order, each a call
                     for k in ("rollout_s", "scoring_s", "update_s")
                 },
                 "kl_last": next((x for x in reversed(curves["kl"]) if x is not None), None),
+                "peak_rss_mb": _peak_rss_mb(),
+                "torch_threads": _torch_threads(),
                 "engine": "torch",
             },
         )
@@ -502,6 +509,19 @@ class StepSplit:
             "scoring_s": [r[1] if r else None for r in rows],
             "update_s": [r[2] - r[0] - r[1] if r else None for r in rows],
         }
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _dataset(examples: list[dict[str, Any]]) -> Any:
