@@ -269,3 +269,38 @@ def test_grpo_with_the_embedded_model_judging_itself(tmp_path: Path, embedded_di
     judged = [x["value"] for x in rows if x["reward"] == "judge" and x["phase"] == "train"]
     assert len(judged) == 4 and all(0.0 < v < 1.0 for v in judged)
     assert m["steps"] == 1 and m["before"]["rewards"]["judge"] == pytest.approx(0.5)
+
+
+def test_a_killed_grpo_run_resumes_from_its_checkpoint(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step == 2:  # dies after step 2, before its checkpoint is saved
+                raise KeyboardInterrupt
+
+    options = RLOptions(
+        model=f"hf:{tiny_model_dir}",
+        out=tmp_path / "grpo",
+        rewards=[{"source": "judge:fake"}],
+        batch_size=4,
+        num_generations=2,
+        max_new_tokens=6,
+        max_steps=3,
+        save_steps=1,
+        held_out=1,
+        limit=6,
+    )
+    with fake_pool() as pool, pytest.raises(KeyboardInterrupt):
+        train_rl(options, progress=False, pool=pool, callbacks=[Crash()])
+    before = (tmp_path / "grpo" / "metrics_before.json").read_text()
+    refs = (tmp_path / "grpo" / "references.jsonl").read_text()
+    assert not (tmp_path / "grpo" / "metrics.json").exists()
+    with fake_pool() as pool:
+        res = train_rl(options, progress=False, pool=pool, resume=True)
+    assert res.steps == 3 and res.metrics["resumed_from"].endswith("checkpoint-1")
+    # Written once: the resumed run read the held-out "before" and the references back.
+    assert (tmp_path / "grpo" / "metrics_before.json").read_text() == before
+    assert (tmp_path / "grpo" / "references.jsonl").read_text() == refs
