@@ -23,7 +23,7 @@ from charter.train.rewards import (
     build_rewards,
     parse_reward,
 )
-from charter.train.rl import guard_rails, rl_curves
+from charter.train.rl_metrics import guard_rails, rl_curves
 
 
 def always_a(q: OptionQuery) -> dict[str, float]:
