@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from charter.backends.executor import ExecutorConfig
 from charter.errors import ConfigError, InputError, validation_problems
 from charter.evaluate.options import EvalOptions
 from charter.feedback.labeler import LabelConfig
@@ -174,6 +175,9 @@ class RunConfig(Strict):
     label: RunLabelConfig = Field(default_factory=RunLabelConfig)
     train: RunTrainConfig = Field(default_factory=RunTrainConfig)
     evaluate: RunEvalConfig = Field(default_factory=RunEvalConfig)
+    executor: ExecutorConfig = Field(
+        default_factory=ExecutorConfig, description="Where the model calls run (local, ray)."
+    )
 
     def role(
         self, name: Literal["policy", "reviser", "feedback", "judge"]

@@ -264,7 +264,7 @@ def run_pipeline(
         root, cfg.model_dump(mode="json"), resume=resume, overwrite=overwrite, redo=redo
     )
     try:
-        with BackendPool(cfg.generation.batch_size) as pool:
+        with BackendPool(cfg.generation.batch_size, executor=cfg.executor) as pool:
             ctx = StageContext(run, pool, constitution, progress, cfg.seed)
             return _run_steps(cfg, ctx, prompt_sets)
     finally:

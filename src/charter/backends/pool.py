@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from charter.backends.base import Backend
+from charter.backends.executor import ExecutorConfig, current, load
 from charter.records import stable_id
 
 
@@ -30,10 +31,17 @@ class BackendPool:
     or `provide`) are used instead of loading and are never freed by the pool.
     """
 
-    def __init__(self, batch_size: int = 16, given: Mapping[str, Backend] | None = None) -> None:
+    def __init__(
+        self,
+        batch_size: int = 16,
+        given: Mapping[str, Backend] | None = None,
+        executor: ExecutorConfig | None = None,
+    ) -> None:
         self.batch_size = batch_size
         self.given = dict(given or {})
         self._loaded: dict[str, Backend] = {}
+        # Where the backends run: the command's executor (`--executor`), else this process.
+        self.executor = executor or current()
 
     def provide(self, spec: str, backend: Backend, options: dict[str, Any] | None = None) -> None:
         """Use an already loaded `backend` for `spec` (tests, notebooks)."""
@@ -52,11 +60,7 @@ class BackendPool:
             return self.given[spec]
         key = _key(spec, options)
         if key not in self._loaded:
-            from charter.backends import load_backend
-
-            self._loaded[key] = load_backend(
-                spec, defaults={"batch_size": self.batch_size}, **options
-            )
+            self._loaded[key] = load(spec, {"batch_size": self.batch_size}, options, self.executor)
         return self._loaded[key]
 
     def loaded(self) -> int:
@@ -65,7 +69,11 @@ class BackendPool:
 
     def release(self, spec: str, options: dict[str, Any] | None = None) -> None:
         """Free a loaded model (one policy at a time keeps memory flat)."""
-        if self._loaded.pop(_key(spec, dict(options or {})), None) is not None:
+        backend = self._loaded.pop(_key(spec, dict(options or {})), None)
+        if backend is not None:
+            close = getattr(backend, "close", None)
+            if callable(close):  # Ray actors hold their CPUs and GPUs until closed
+                close()
             gc.collect()
 
     def close(self) -> None:

@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from charter.cli.options import JSON, MODEL, MODEL_OPT, PROGRESS, REDO, SEED, parse_key_values
+from charter.cli.options import (
+    JSON,
+    MODEL,
+    MODEL_OPT,
+    PROGRESS,
+    REDO,
+    SEED,
+    executor_options,
+    parse_key_values,
+)
 from charter.cli.vocabulary import CharterGroup
 from charter.evaluate.options import EvalOptions
 
@@ -143,6 +152,7 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 @click.option("--report/--no-report", default=True, show_default=True, help="Write report.html.")
 @JSON
 @PROGRESS
+@executor_options
 @click.pass_context
 def evaluate(
     ctx: click.Context,

@@ -17,6 +17,7 @@ from charter.cli.options import (
     REDO,
     SEED,
     echo_result,
+    executor_options,
     parse_key_values,
 )
 from charter.generate import GenerateResult, GenerationConfig
@@ -61,6 +62,7 @@ def _report(summary: GenerateResult, out: Path, notes: list[str]) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N prompts.")
 @JSON
 @PROGRESS
+@executor_options
 def generate(
     model: str,
     model_opt: tuple[str, ...],

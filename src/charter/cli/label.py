@@ -14,6 +14,7 @@ from charter.cli.options import (
     PROGRESS,
     SEED,
     echo_result,
+    executor_options,
     parse_key_values,
     prompt_run_options,
     select_prompts,
@@ -79,6 +80,7 @@ _SPEC = "a backend spec (embedded, hf:PATH, ct2:PATH, openai:URL#MODEL, vllm:MOD
 @SEED
 @JSON
 @PROGRESS
+@executor_options
 def label(
     policy: str,
     feedback: str | None,

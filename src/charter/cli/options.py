@@ -166,3 +166,65 @@ def prompt_run_options(f: F) -> F:
     ):
         f = option(f)
     return f
+
+
+def executor_options(f: F) -> F:
+    """`--executor local|ray` and Ray's connection and resources: the command's backend calls
+    run where they say (`charter.backends.executor`); the options are consumed here."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        from charter.backends.executor import ExecutorConfig, using
+
+        cfg = ExecutorConfig(
+            kind=kw.pop("executor"),
+            address=kw.pop("ray_address"),
+            concurrency=kw.pop("concurrency"),
+            num_cpus=kw.pop("num_cpus"),
+            num_gpus=kw.pop("num_gpus"),
+        )
+        with using(cfg):
+            return f(*args, **kw)
+
+    options = [
+        click.option(
+            "--executor",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="Where model calls run: this process, or Ray actors (pip install "
+            "'charter[ray]'), each holding a copy of the model.",
+        ),
+        click.option(
+            "--ray-address",
+            default=None,
+            help="With --executor ray: auto (this machine's cluster) or ray://HOST:PORT "
+            "[default: start a local Ray with this machine's CPUs].",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=2,
+            show_default=True,
+            help="With --executor ray: actors per model.",
+        ),
+        click.option(
+            "--num-cpus",
+            type=click.FloatRange(min=0.0, min_open=True),
+            default=1.0,
+            show_default=True,
+            help="With --executor ray: CPUs per actor (also its torch threads).",
+        ),
+        click.option(
+            "--num-gpus",
+            type=click.FloatRange(min=0.0),
+            default=0.0,
+            show_default=True,
+            help="With --executor ray: GPUs per actor.",
+        ),
+    ]
+    out: Any = wrapper
+    for option in reversed(options):
+        out = option(out)
+    return out  # type: ignore[no-any-return]

@@ -65,6 +65,24 @@ from charter.cli.vocabulary import CharterGroup
 )
 @REDO
 @click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default=None,
+    help="Where model calls run: this process, or Ray actors (executor.kind) [default: local].",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="With --executor ray: auto or ray://HOST:PORT (executor.address) [default: a local "
+    "Ray with this machine's CPUs].",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --executor ray: actors per model (executor.concurrency) [default: 2].",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Print the resolved config and the stages that would run, and stop.",
@@ -85,6 +103,9 @@ def run(
     resume: bool,
     overwrite: bool,
     redo: tuple[str, ...],
+    executor: str | None,
+    ray_address: str | None,
+    concurrency: int | None,
     dry_run: bool,
     as_json: bool,
     progress: bool,
@@ -108,6 +129,9 @@ def run(
         "constitution": constitution_spec,
         "runs_dir": runs_dir,
         "name": name,
+        "executor.kind": executor,
+        "executor.address": ray_address,
+        "executor.concurrency": None if concurrency is None else str(concurrency),
     }
     cfg = resolve_config(
         preset, config_file, overrides, {k: v for k, v in roles.items() if v}, resume=resume

@@ -16,6 +16,7 @@ from charter.cli.options import (
     PROGRESS,
     SEED,
     echo_result,
+    executor_options,
     parse_key_values,
     prompt_run_options,
     select_prompts,
@@ -58,6 +59,7 @@ from charter.sl.revise import SLConfig
 @SEED
 @JSON
 @PROGRESS
+@executor_options
 def sl(
     model: str,
     model_opt: tuple[str, ...],

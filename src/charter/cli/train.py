@@ -85,15 +85,70 @@ def _run(kind: str, cls: type[Any], kw: dict[str, Any], flags: dict[str, Any]) -
     else:
         load_preference_rows(options.data, need_p=getattr(options, "loss", None) == "soft")
     out = options.out
+    state = _distributed()
+    if state is not None and not state.is_main_process:
+        # Another process of `accelerate launch` / torchrun: the first one owns the run folder
+        # (manifest, lock); this one waits until it is open, then trains beside it.
+        state.wait_for_everyone()
+        _TRAINERS[kind](options, progress=False, resume=True)
+        return
     config = {"command": f"train {kind}", "options": options.model_dump(mode="json")}
     folder = RunFolder.open(out, config, resume=flags["resume"], overwrite=flags["overwrite"])
     with folder, BackendPool() as pool:
+        if state is not None:
+            state.wait_for_everyone()
         ctx = StageContext(folder, pool, None, flags["progress"] and not flags["as_json"])
         result = stages()[f"train/{kind}"].run(ctx, TrainInputs(), options)
     if flags["as_json"]:
         click.echo(json.dumps(result.model_dump(mode="json", exclude={"log_history"}), indent=2))
     else:
         _report(result)
+
+
+def _distributed() -> Any:
+    """accelerate's process state when this is one of several training processes (launched by
+    `accelerate launch` or torchrun: WORLD_SIZE > 1), else None."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    cpu = not torch.cuda.is_available()
+    if cpu:
+        # Without it transformers' TrainingArguments sets up no process group on a CPU, and
+        # every process would train alone (DDP on CPUs runs over gloo).
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+    return PartialState(cpu=cpu)
+
+
+def _train_sft(options: Any, **kw: Any) -> Any:
+    from charter.train.sft import train_sft
+
+    return train_sft(options, **kw)
+
+
+def _train_dpo(options: Any, **kw: Any) -> Any:
+    from charter.train.dpo import train_dpo
+
+    return train_dpo(options, **kw)
+
+
+def _train_rm(options: Any, **kw: Any) -> Any:
+    from charter.train.rm import train_rm
+
+    return train_rm(options, **kw)
+
+
+def _train_rl(options: Any, **kw: Any) -> Any:
+    from charter.train.rl import train_rl
+
+    return train_rl(options, **kw)
+
+
+_TRAINERS = {"sft": _train_sft, "dpo": _train_dpo, "rm": _train_rm, "grpo": _train_rl,
+             "rloo": _train_rl}  # fmt: skip
 
 
 def _report(result: Any) -> None:

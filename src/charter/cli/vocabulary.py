@@ -149,6 +149,11 @@ VOCABULARY: dict[str, str] = {
     "--num-iterations": "train grpo|rloo: updates per batch of sampled answers.",
     "--held-out": "train grpo|rloo: eval-split prompts scored before and after training.",
     "--use-vllm": "train grpo|rloo: sample the rollouts with vLLM (GPU).",
+    "--executor": "Where model calls run: local (this process) or ray (Ray actors).",
+    "--ray-address": "--executor ray: the cluster (auto, ray://HOST:PORT; default a local Ray).",
+    "--concurrency": "--executor ray: actors per model, each a full copy.",
+    "--num-cpus": "--executor ray: CPUs per actor.",
+    "--num-gpus": "--executor ray: GPUs per actor.",
     "--evaluate": "train dpo: measure reward accuracy on the pairs before and after.",
     # Weak-to-strong.
     "--mode": "w2s: probe (a head on frozen features) or finetune (LoRA).",

@@ -404,6 +404,9 @@ def model_fingerprint(backend: Backend) -> str:
     For transformers backends: sha256 over `config.json` and, per safetensors file, its name,
     size and first 16 MiB (hashing whole files costs seconds per GB). For others, the spec.
     """
+    remote = getattr(backend, "fingerprint", None)
+    if callable(remote):  # a backend served elsewhere (Ray actors) fingerprints its own copy
+        return str(remote())
     model = getattr(backend, "model", None)
     folder = Path(str(getattr(model, "name_or_path", "") or ""))
     if model is None or not folder.is_dir():

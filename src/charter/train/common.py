@@ -275,3 +275,24 @@ def lora_config(options: TrainOptions, task_type: str) -> Any:
         task_type=task_type,
         bias="none",
     )
+
+
+def training_dataset(examples: list[dict[str, Any]], folder: Path) -> Any:
+    """The examples as a `datasets.Dataset`. Under several training processes it is written once
+    to FOLDER (by the first process) and every process reads that copy: TRL's DPO caches the
+    reference log-probs next to the dataset's files, and an in-memory dataset's files sit in a
+    temporary folder of each process, where the other processes cannot find the cache."""
+    import os
+
+    import datasets  # type: ignore[import-untyped]
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return datasets.Dataset.from_list(examples)
+    from accelerate import PartialState
+
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            shutil.rmtree(folder, ignore_errors=True)
+            datasets.Dataset.from_list(examples).save_to_disk(str(folder))
+        return datasets.load_from_disk(str(folder))

@@ -18,6 +18,7 @@ loss is symmetric in `h` and smallest at h = 0.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from charter.train.common import (
     quiet,
     resolve_model_dir,
     training_args,
+    training_dataset,
 )
 from charter.train.data import load_preference_rows, preference_example
 
@@ -174,7 +176,6 @@ def build_dpo_trainer(
     eval_examples: list[dict[str, Any]] | None = None,
 ) -> Any:
     """TRL's DPOTrainer (or the soft subclass) on preference dicts (exposed for tests)."""
-    import datasets  # type: ignore[import-untyped]
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl.trainer.dpo_config import DPOConfig
@@ -199,8 +200,10 @@ def build_dpo_trainer(
     trainer = trainer_class(
         model=model,
         args=args,
-        train_dataset=datasets.Dataset.from_list(examples),
-        eval_dataset=datasets.Dataset.from_list(eval_examples) if eval_examples else None,
+        train_dataset=training_dataset(examples, options.out / ".datasets" / "train"),
+        eval_dataset=training_dataset(eval_examples, options.out / ".datasets" / "eval")
+        if eval_examples
+        else None,
         processing_class=tokenizer,
         peft_config=lora_config(options, "CAUSAL_LM"),
         callbacks=callbacks,
@@ -224,6 +227,27 @@ def reward_metrics(trainer: Any) -> dict[str, float]:
     }
 
 
+class _MeasureBefore:
+    """Measures the reward metrics when training begins, once the model is wrapped for data
+    parallelism: an evaluate() before train() leaves it unwrapped, and several processes would
+    then train apart (metrics.json's `replicas_agree` shows it)."""
+
+    def __init__(self, trainer: Any, path: Path, holder: dict[str, dict[str, float]]) -> None:
+        self.trainer, self.path, self.holder = trainer, path, holder
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("on_"):  # every other TrainerCallback event: nothing to do
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from charter.runs import atomic_write_text
+
+        before = reward_metrics(self.trainer)
+        self.holder["before"] = before
+        atomic_write_text(self.path, json.dumps(before, indent=2) + "\n")
+
+
 def train_dpo(
     options: DPOOptions,
     *,
@@ -233,9 +257,7 @@ def train_dpo(
     callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """DPO on preference rows; write adapter, optional merged weights, metrics and loss curve."""
-    import json
 
-    from charter.runs import atomic_write_text
     from charter.train.outputs import begin_training, finish_training
 
     check_trainable_spec(options.model)
@@ -244,6 +266,10 @@ def train_dpo(
     model_dir = resolve_model_dir(options.model)
     started = time.perf_counter()
     examples = [preference_example(r) for r in rows]
+    before_file = options.out / "metrics_before.json"
+    # Decided before the trainer is built (its construction synchronizes the processes of a
+    # multi-process launch): every process must make the same evaluate() calls.
+    measured_before = before_file.exists()
     trainer = build_dpo_trainer(
         options,
         model_dir,
@@ -253,16 +279,15 @@ def train_dpo(
         eval_examples=examples if options.evaluate else None,
     )
     checkpoint = begin_training(trainer, options, "dpo", model_dir, len(rows), resume=resume)
-    before_file = options.out / "metrics_before.json"
-    before: dict[str, float] | None = None
+    holder: dict[str, dict[str, float]] = {}
     if options.evaluate:
         # Measured once, before the first step; a resumed run reads it back.
-        if before_file.exists():
-            before = json.loads(before_file.read_text(encoding="utf-8"))
+        if measured_before:
+            holder["before"] = json.loads(before_file.read_text(encoding="utf-8"))
         else:
-            before = reward_metrics(trainer)
-            atomic_write_text(before_file, json.dumps(before, indent=2) + "\n")
+            trainer.add_callback(_MeasureBefore(trainer, before_file, holder))
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    before = holder.get("before")
     # Before the weights are saved (merging the adapter changes the model).
     after = reward_metrics(trainer) if options.evaluate else None
     return finish_training(

@@ -167,6 +167,30 @@ def merge_adapter(
     return merged
 
 
+def replica_check(trainer: Any) -> dict[str, Any]:
+    """Under data parallelism (`accelerate launch`, N processes), whether every process ended
+    with the same trainable weights: each process's sum and sum of squares of its trainable
+    parameters, gathered. One process: `{"processes": 1}`."""
+    import torch
+
+    acc = trainer.accelerator
+    if acc.num_processes == 1:
+        return {"processes": 1}
+    params = [p.detach().double() for p in trainer.model.parameters() if p.requires_grad]
+    mine = torch.stack([sum(p.sum() for p in params), sum((p * p).sum() for p in params)])
+    every = acc.gather(mine.to(acc.device).unsqueeze(0)).cpu().tolist()
+    agree = all(
+        torch.allclose(torch.tensor(row), torch.tensor(every[0]), rtol=1e-9, atol=1e-12)
+        for row in every
+    )
+    return {
+        "processes": acc.num_processes,
+        "wrapper": type(trainer.model_wrapped).__name__,
+        "replica_checksums": every,
+        "replicas_agree": agree,
+    }
+
+
 def begin_training(
     trainer: Any, options: TrainOptions, kind: str, model_dir: Path, rows: int, *, resume: bool
 ) -> Path | None:
@@ -195,6 +219,7 @@ def finish_training(
     """After `trainer.train()` returned `output`: save the weights, the loss curve and
     `metrics.json` (losses, steps, speed, `last_step` metrics read from the last logged step
     under their log names, and `extra`), and return the result."""
+    replicas = replica_check(trainer)
     adapter, merged = save_weights(
         trainer,
         options.out,
@@ -219,6 +244,7 @@ def finish_training(
         "steps_per_second": output.metrics.get("train_steps_per_second"),
         "seconds_total": seconds,
         "rows": rows,
+        **replicas,
     }
     if trainer.is_world_process_zero():
         write_metrics(options.out, metrics)

@@ -296,6 +296,8 @@ def train_rl(
             options.rewards, log, pool=pool, constitution=constitution, seed=options.seed
         )
         _unique_names(rewards)
+        before_file = options.out / "metrics_before.json"
+        measured_before = before_file.exists()  # decided before the processes synchronize
         data_file = options.out / "prompts.jsonl"
         set_name = _set_name(options.prompts)
         # The trainer's model and tokenizer write the references (the starting model's answers).
@@ -324,8 +326,7 @@ def train_rl(
         )
         options = options.model_copy(update={"data": data_file})
         held_examples = _examples(held, set_name, refs)
-        before_file = options.out / "metrics_before.json"
-        if before_file.exists():
+        if measured_before:
             before = json.loads(before_file.read_text(encoding="utf-8"))
         else:
             log.phase = "held-out-before"
