@@ -14,7 +14,9 @@
 # The ct2: backend (CTranslate2) on cuda: the same model converted, greedy text against hf: on
 # cuda, option log-probs, and its tokens/s, where ctranslate2 sees a CUDA device.
 # Online RL: `charter train grpo` on cuda, 4 steps (with --use-vllm where vLLM is installed).
-# GPU_CHECK_STEPS picks steps (default: "generate bench-generate ct2 prefix bench-sl run grpo").
+# Scaling out: `--executor ray` with one GPU actor (hf:, and vllm: where installed), and SFT with
+# two processes over NCCL where there are two GPUs.
+# GPU_CHECK_STEPS picks steps (default: "generate bench-generate ct2 prefix bench-sl run grpo ray ddp").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -24,7 +26,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 status=0
-STEPS=" ${GPU_CHECK_STEPS:-generate bench-generate ct2 prefix bench-sl run grpo} "
+STEPS=" ${GPU_CHECK_STEPS:-generate bench-generate ct2 prefix bench-sl run grpo ray ddp} "
 want() { [[ "$STEPS" == *" $1 "* ]]; }
 step() { echo; echo "== $*"; }
 fail() { echo "FAILED: $*"; status=1; }
@@ -203,6 +205,35 @@ if want grpo; then
         --out "$WORK/grpo" --no-progress > "$OUT/grpo.log" 2>&1 || {
         tail -n 40 "$OUT/grpo.log"; fail "train grpo"; }
     cp "$WORK/grpo/metrics.json" "$OUT/grpo_metrics.json" 2>/dev/null
+fi
+
+if want ray && "$PY" -c "import ray" 2>/dev/null; then
+    step "--executor ray on cuda (local Ray, 1 actor with the GPU, hf: then vllm: where installed; 64 prompts)"
+    "$PY" - "$WORK/prompts64.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(64):
+        f.write(json.dumps({"id": f"ray-{i}", "prompt": f"Name {i % 7 + 2} prime numbers."}) + "\n")
+PY
+    "$PY" -m charter generate --model "$SPEC" --prompts "$WORK/prompts64.jsonl" --out "$WORK/ray-hf" \
+        --max-new-tokens 32 --executor ray --concurrency 1 --num-gpus 1 --no-progress \
+        || fail "ray hf: generate"
+    if "$PY" -c "import vllm" 2>/dev/null; then
+        "$PY" -m charter generate --model "vllm:$MODEL" --prompts "$WORK/prompts64.jsonl" \
+            --out "$WORK/ray-vllm" --max-new-tokens 32 --executor ray --concurrency 1 \
+            --num-gpus 1 --no-progress || fail "ray vllm: generate"
+    fi
+fi
+if want ddp && [ "$("$PY" -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
+    step "train sft with two processes (DDP over NCCL, configs/accelerate/ddp.yaml)"
+    "$PY" -m charter sl --model fake --prompts builtin:red-team --limit 8 --out "$WORK/sl" \
+        --no-progress > /dev/null || fail "sl for ddp"
+    "$PY" -m accelerate.commands.launch --config_file configs/accelerate/ddp.yaml -m charter \
+        train sft --model "$SPEC" --data "$WORK/sl/sft.jsonl" --max-steps 4 --batch-size 2 \
+        --out "$WORK/ddp" --no-progress > "$OUT/ddp.log" 2>&1 || { tail -n 40 "$OUT/ddp.log"; fail "ddp sft"; }
+    cp "$WORK/ddp/metrics.json" "$OUT/ddp_metrics.json" 2>/dev/null
+elif want ddp; then
+    step "ddp: fewer than two GPUs here; the two-process NCCL step was not run"
 fi
 
 if "$PY" -c "import vllm" 2>/dev/null; then

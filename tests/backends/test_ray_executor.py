@@ -82,6 +82,26 @@ def test_generate_sl_and_label_records_equal_the_local_executors(tmp_path: Path)
     assert engines and all(e["executor"] == "ray" and e["actors"] == 2 for e in engines)
 
 
+def test_a_fake_run_on_ray_completes_and_its_manifest_names_the_executor(
+    tmp_path: Path,
+) -> None:
+    """`charter run --executor ray`: every stage, the evaluation releasing each model's actors
+    after its answers, and the manifest still describing them."""
+    from conftest import FAKE_RUN
+
+    sets = [a for item in FAKE_RUN for a in ("--set", item)]
+    invoke(["run", "--preset", "quick", "--runs-dir", str(tmp_path), "--no-progress",
+            "--executor", "ray", "--concurrency", "2", *sets])  # fmt: skip
+    root = tmp_path / "quick"
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert all(s["status"] == "complete" for s in manifest["stages"].values())
+    evaluate = manifest["stages"]["evaluate"]["engines"]
+    assert evaluate and all(e["executor"] == "ray" for e in evaluate)
+    assert (root / "report.html").exists()
+    config = (root / "config.yaml").read_text()
+    assert "kind: ray" in config
+
+
 @pytest.mark.slow
 def test_greedy_answers_of_the_embedded_model_are_identical(tmp_path: Path) -> None:
     local, remote = both(
@@ -92,6 +112,30 @@ def test_greedy_answers_of_the_embedded_model_are_identical(tmp_path: Path) -> N
     )  # fmt: skip
     assert [r["completion"] for r in local] == [r["completion"] for r in remote]
     assert local == remote
+
+
+@pytest.mark.slow
+def test_embedded_sl_and_label_keep_ids_and_principle_draws(tmp_path: Path) -> None:
+    """The embedded model samples (SL-CAI's answers, the label stage's pairs): texts may differ
+    from the local run, since each actor seeds its own shard, but ids and draws may not."""
+    local, remote = both(
+        tmp_path / "sl",
+        ["sl", "--model", "embedded", "--prompts", "builtin:red-team", "--limit", "4",
+         "--rounds", "1", "--max-new-tokens", "24"],
+        "samples.jsonl",
+    )  # fmt: skip
+    assert [r["id"] for r in local] == [r["id"] for r in remote] and len(local) == 4
+    assert [[x["principle_id"] for x in r["rounds"]] for r in local] == [
+        [x["principle_id"] for x in r["rounds"]] for r in remote
+    ]
+    local, remote = both(
+        tmp_path / "label",
+        ["label", "--policy", "embedded", "--feedback", "embedded", "--prompts",
+         "builtin:red-team", "--limit", "3", "--principles-per-pair", "2",
+         "--max-new-tokens", "16"],
+        "pairs.jsonl",
+    )  # fmt: skip
+    assert [r["id"] for r in local] == [r["id"] for r in remote] and len(local) == 3
 
 
 def test_a_killed_driver_resumes_with_every_record_once(tmp_path: Path) -> None:

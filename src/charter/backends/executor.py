@@ -200,6 +200,9 @@ class RayBackend:
             cause = getattr(e, "cause", None) or e
             raise BackendError(f"a Ray actor could not load {spec!r}: {cause}") from None
         self.spec = str(specs[0])
+        # What the manifest records; asked now, since the actors go when the pool releases them.
+        self._info: dict[str, Any] = dict(ray.get(self.actors[0].describe.remote()))
+        self._fingerprint: str | None = None
 
     def _map(self, method: str, requests: Sequence[Any], *extra: Any) -> list[Any]:
         parts = shards(len(requests), len(self.actors))
@@ -220,10 +223,14 @@ class RayBackend:
 
     def fingerprint(self) -> str:
         """The model's fingerprint as the first actor computes it (the labeller's provenance)."""
-        return str(self._ray.get(self.actors[0].fingerprint.remote()))
+        if self._fingerprint is None:
+            if not self.actors:
+                raise BackendError(f"the Ray actors of {self.spec!r} were closed")
+            self._fingerprint = str(self._ray.get(self.actors[0].fingerprint.remote()))
+        return self._fingerprint
 
     def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = dict(self._ray.get(self.actors[0].describe.remote()))
+        info = dict(self._info)
         info.update(
             executor="ray",
             actors=len(self.actors),

@@ -284,7 +284,7 @@ def training_dataset(examples: list[dict[str, Any]], folder: Path) -> Any:
     temporary folder of each process, where the other processes cannot find the cache."""
     import os
 
-    import datasets  # type: ignore[import-untyped]
+    import datasets
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return datasets.Dataset.from_list(examples)
