@@ -84,3 +84,21 @@ def test_two_cpu_processes_agree_and_match_one(
     # processes' losses, one process averages over the 4 rows at once.
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=0.05)
     assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_a_finished_stage_is_refused_by_every_process(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Relaunched on a complete OUT, the processes stop with one message instead of the first
+    skipping the stage while the second waits for it forever."""
+    data = write_sft(tmp_path / "sft.jsonl", 4)
+    args = ["train", "sft", "--model", f"hf:{tiny_model_dir}", "--data", str(data),
+            "--max-steps", "1", "--batch-size", "2", "--max-length", "64", "--no-progress",
+            "--out", str(tmp_path / "two")]  # fmt: skip
+    launch(args, processes=2)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG),
+           "-m", "charter", *args]  # fmt: skip
+    r = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert r.returncode != 0
+    assert r.stderr.count("already holds a complete train/sft") == 2, r.stderr[-3000:]

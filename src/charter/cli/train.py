@@ -86,6 +86,8 @@ def _run(kind: str, cls: type[Any], kw: dict[str, Any], flags: dict[str, Any]) -
         load_preference_rows(options.data, need_p=getattr(options, "loss", None) == "soft")
     out = options.out
     state = _distributed()
+    if state is not None and not flags["overwrite"]:
+        _refuse_finished(out, kind)
     if state is not None and not state.is_main_process:
         # Another process of `accelerate launch` / torchrun: the first one owns the run folder
         # (manifest, lock); this one waits until it is open, then trains beside it.
@@ -121,6 +123,23 @@ def _distributed() -> Any:
         # every process would train alone (DDP on CPUs runs over gloo).
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
     return PartialState(cpu=cpu)
+
+
+def _refuse_finished(out: Path, kind: str) -> None:
+    """Under several processes, every process refuses an OUT whose stage is complete: the first
+    would skip it while the others waited for it to train with them. Read before the first
+    process opens the folder, so that all processes decide alike."""
+    from charter.errors import RunFolderError
+
+    try:
+        stages = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if (stages.get(f"train/{kind}") or {}).get("status") == "complete":
+        raise RunFolderError(
+            f"{out} already holds a complete train/{kind}; a multi-process launch trains again "
+            "only with --overwrite (or give another --out)"
+        )
 
 
 def _train_sft(options: Any, **kw: Any) -> Any:
