@@ -99,3 +99,37 @@ def test_a_run_folder_becomes_a_section_of_results(tmp_path: Path) -> None:
         in text
     )
     assert "| `label/pairs` | complete |" in text
+
+
+def test_ablation_rows_from_a_run_folder(tmp_path: Path) -> None:
+    """`--add-ablation`: a run's goal figures become rows of one table. The run is a real
+    fake-backend run (manifest, config); its metrics gain a trained model by hand."""
+    from charter.config import load_config
+    from charter.evaluate import stats
+    from charter.evaluate.goal import goal
+    from charter.pipeline import run_pipeline
+    from conftest import FAKE_RUN
+
+    sets = [*FAKE_RUN, "evaluate.limit=2", f"runs_dir={tmp_path / 'runs'}", "name=abl"]
+    run_pipeline(load_config("quick", None, sets), progress=False)
+    run_dir = tmp_path / "runs/abl"
+    path = run_dir / "eval/metrics.json"
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    trained = dict(metrics["models"]["base"])
+    trained["harmful_compliance"] = stats.rate(0, 4).as_dict()
+    metrics["models"]["cai"] = trained
+    metrics.pop("goal")
+    path.write_text(json.dumps(metrics), encoding="utf-8")
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    out = tmp_path / "results.md"
+    main(["--bench-dir", str(bench), "--out", str(out), "--add-ablation", str(run_dir), "make x"])
+    record = json.loads((bench / "ablation-abl.json").read_text(encoding="utf-8"))
+    g = goal(metrics)["models"]["cai"]
+    assert record["command"] == "make x" and record["base"] == "base"
+    assert record["models"]["cai"]["verdict"] == g["verdict"]
+    assert record["models"]["cai"]["checks"]["harmful_lower"] is True
+    text = out.read_text(encoding="utf-8")
+    assert "## Recipe ablations (issue #24)" in text
+    assert "| `abl` | `make x` | base |" in text
+    assert "| | | cai | 0.00 [0.00, 0.49] n=4 |" in text

@@ -187,7 +187,22 @@ def test_whole_pipeline_on_the_embedded_model(tmp_path: Path) -> None:
     for m in metrics["models"].values():
         assert {"harmful_compliance", "over_refusal", "elo"} <= set(m)
     assert (root / "train" / "dpo" / "merged").is_dir()
-    assert "<html" in (root / "report.html").read_text(encoding="utf-8").lower()
+    report = (root / "report.html").read_text(encoding="utf-8")
+    assert "<html" in report.lower()
+    # The verdict lines follow from the metrics alone: recomputed here, shown in the report.
+    from html import escape
+
+    from charter.evaluate.goal import CHECKS, goal
+
+    recomputed = goal(metrics)
+    assert metrics["goal"] == recomputed
+    for entry in recomputed["models"].values():
+        checks = {c["name"]: c["ok"] for c in entry["checks"]}
+        assert entry["pareto"] == all(checks[name] for name in CHECKS)
+        assert escape(entry["verdict"]) in report
+        assert entry["verdict"].startswith(
+            "Pareto improvement: " + ("yes" if entry["pareto"] else "")
+        )
 
 
 def test_online_rl_in_the_pipeline_beside_dpo(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -13,7 +13,10 @@ folder before rendering.
 
     python -m charter.bench.report [--bench-dir docs/bench] [--out docs/results.md]
                                    [--add-run RUN_DIR]... [--add-judges NAME DIR...]
-                                   [--add-rl OUT COMMAND]...
+                                   [--add-rl OUT COMMAND]... [--add-ablation RUN_DIR COMMAND]...
+
+`--add-ablation` records a finished run as one row of the recipe ablation table
+(`charter.bench.ablations`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from charter.bench.ablations import ablation_record, render_ablations
 from charter.bench.judges import judge_record, render_graders, render_judges
 from charter.bench.runs import render_rl, render_run, rl_record, run_record
 
@@ -174,8 +178,14 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         "at which charter commit its figures were measured (files written before the",
         'benchmarks recorded the commit say "commit not recorded").',
     ]
+    ablations = {n: r for n, r in results.items() if r.get("kind") == "ablation"}
+    if ablations:
+        lines += ["", "## Recipe ablations (issue #24)", ""]
+        lines += render_ablations(ablations)
     for name in sorted(results):
         result = results[name]
+        if name in ablations:
+            continue
         if "validation" in result and "counts" in result:  # `evaluate classify --json`
             lines += ["", f"## Graders: `{Path(result['answers']).name}`", ""]
             lines += [f"`docs/bench/{name}`: {provenance(result)}.", ""]
@@ -245,7 +255,21 @@ def main(argv: list[str] | None = None) -> None:
         help="First record `charter train grpo|rloo --out OUT` (run as COMMAND) as "
         "BENCH_DIR/rl-NAME.json.",
     )
+    parser.add_argument(
+        "--add-ablation",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("RUN_DIR", "COMMAND"),
+        help="First record the finished `charter run` in RUN_DIR (run as COMMAND) as "
+        "BENCH_DIR/ablation-NAME.json, a row of the recipe ablation table.",
+    )
     args = parser.parse_args(argv)
+    for run_dir, command in args.add_ablation:
+        target = args.bench_dir / f"ablation-{Path(run_dir).name}.json"
+        record = ablation_record(Path(run_dir), command)
+        target.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {target}")
     for out, command in args.add_rl:
         target = args.bench_dir / f"rl-{Path(out).name}.json"
         record = rl_record(Path(out), command)

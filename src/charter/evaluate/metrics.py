@@ -11,6 +11,7 @@ from typing import Any
 
 from charter.evaluate import stats
 from charter.evaluate.answers import AnswerRecord
+from charter.evaluate.goal import goal, helpful_stats
 from charter.evaluate.judge import ComparisonRecord
 from charter.evaluate.options import AXES, BENIGN_SETS, HARMFUL_SETS, EvalOptions
 from charter.redact import redact_config, redact_spec
@@ -99,6 +100,7 @@ def compute_metrics(
         entry["mean_completion_tokens"] = (
             round(sum(a.completion_tokens for a in mine) / len(mine), 2) if mine else None
         )
+        entry["helpful_answers"] = helpful_stats([a.answer for a in mine if a.set == "helpful"])
         per_model[m] = entry
     pairwise: dict[str, Any] = {}
     elo: dict[str, Any] = {}
@@ -170,7 +172,7 @@ def compute_metrics(
                 sub = verdicts(axis, category=cat)
                 by_cat[cat] = [w.as_dict() for w in stats.win_rates(sub, pairs, n_boot=0) if w.n]
             pairwise["harmlessness_by_category"] = by_cat
-    return {
+    out: dict[str, Any] = {
         "schema_version": 1,
         "models": per_model,
         "pairwise": pairwise,
@@ -182,6 +184,8 @@ def compute_metrics(
             for s in dict.fromkeys(a.set for a in answers)
         },
     }
+    out["goal"] = goal(out)
+    return out
 
 
 def _truncation_split(

@@ -4,6 +4,12 @@ A revision is rejected with a reason when it is empty, unchanged, an echo of the
 meta-text ("Here is the revised response:"), a copy of one of the worked examples' texts (small
 models often repeat the few-shot revision instead of revising), far longer than what it revises
 (runaway), or a loop of repeated phrases. Leading meta-text is stripped when the rest is usable.
+
+Two semantic checks follow (`topic_check`, on by default): a revision that refuses a benign
+request (one whose prompt set is not `red-team`; by the refusal detector's patterns) is rejected,
+since CAI's revisions must not teach evasiveness; and a revision that no longer addresses the
+request (it shares no content word with the request, and is not a refusal of a harmful one) is
+rejected as off-topic, the small model's drift into unrelated text.
 """
 
 from __future__ import annotations
@@ -30,6 +36,55 @@ META_PATTERNS = [
         r"^(?:المراجعة|التعديل|الرد المعدل|الإجابة المعدلة)\s*[:：]\s*",
     )
 ]
+
+
+# Words that say nothing about a request's topic (English; Arabic words under 3 letters are
+# dropped by length, and the article ال is stripped).
+_STOPWORDS_TEXT = """
+about above after again also because been before being below between both could does doing down
+during each from further have having here into just more most other over own same should some
+such than that their theirs them then there these they this those through under until very what
+when where which while will with would your yours you please tell write give make explain help
+want need know like how can the and for are was were not but all any our out who why its it's
+i'm
+كيف ماذا لماذا متى أين هذا هذه ذلك تلك التي الذي على إلى الى عن مع يمكن يمكنني أريد هل ليس كان
+كانت أو ثم لكن
+"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+_WORD = re.compile(r"[a-z0-9]+|[\u0621-\u064a]+")
+
+
+def content_words(text: str) -> set[str]:
+    """The words of `text` that carry its topic: English words of 4+ letters not in
+    `STOPWORDS` (a plural's final s dropped), Arabic words of 3+ letters without the article.
+
+    >>> sorted(content_words("How do I bake sourdough breads at home?"))
+    ['bake', 'bread', 'home', 'sourdough']
+    >>> sorted(content_words("كيف أخبز الخبز في البيت"))
+    ['أخبز', 'بيت', 'خبز']
+    """
+    out = set()
+    for w in _WORD.findall(text.casefold()):
+        if w[0].isascii():
+            if len(w) >= 4 and w not in STOPWORDS:
+                out.add(w[:-1] if w.endswith("s") and len(w) > 4 else w)
+        else:
+            w = w[2:] if w.startswith("ال") and len(w) > 4 else w
+            if len(w) >= 3 and w not in STOPWORDS:
+                out.add(w)
+    return out
+
+
+def off_topic(request: str, text: str) -> bool:
+    """No content word of `request` (of at least 2) appears in `text`.
+
+    >>> off_topic("How do I bake sourdough bread?", "Preheat the oven; the bread needs steam.")
+    False
+    >>> off_topic("How do I bake sourdough bread?", "Football is a popular sport worldwide.")
+    True
+    """
+    words = content_words(request)
+    return len(words) >= 2 and not words & content_words(text)
 
 
 @dataclass(frozen=True)
@@ -77,10 +132,14 @@ def check_revision(
     max_growth: float = 4.0,
     max_repetition: float = 0.5,
     examples: Sequence[str] = (),
+    request: str | None = None,
+    harmful: bool = True,
 ) -> RevisionCheck:
     """Accept or reject one revision of `previous`; `requests` are the critique and revision
     requests the model was given (an answer that repeats them is an echo, not a revision) and
-    `examples` the texts of the worked examples it was shown."""
+    `examples` the texts of the worked examples it was shown. With the user's `request`, the
+    semantic checks run too; `harmful` says whether the request is a red-team one (a refusal of
+    it is on topic) or benign (a refusal of it is rejected)."""
     text, stripped = strip_meta(revision.strip())
     note = "stripped meta-text" if stripped else None
     if not text:
@@ -88,8 +147,8 @@ def check_revision(
     norm = normalize(text)
     if norm == normalize(previous):
         return RevisionCheck(False, text, "unchanged", note)
-    for request in requests:
-        req = normalize(request)
+    for asked in requests:
+        req = normalize(asked)
         if req and (req in norm or norm in req or norm.startswith(req[:60])):
             return RevisionCheck(False, text, "echoes the request", note)
     head = norm[:300]
@@ -100,4 +159,12 @@ def check_revision(
         return RevisionCheck(False, text, "runaway length", note)
     if repetition_ratio(text) > max_repetition:
         return RevisionCheck(False, text, "repetitive", note)
+    if request is not None:
+        from charter.evaluate.refusal import match_pattern
+
+        refuses = match_pattern(text) is not None
+        if refuses and not harmful:
+            return RevisionCheck(False, text, "refuses a benign request", note)
+        if not refuses and off_topic(request, text):
+            return RevisionCheck(False, text, "does not address the request", note)
     return RevisionCheck(True, text, None, note)

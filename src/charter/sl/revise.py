@@ -23,6 +23,7 @@ from pydantic import Field
 
 from charter.backends.base import Backend
 from charter.constitution.schema import Constitution, CritiqueRevisionExample, Principle
+from charter.evaluate.options import BENIGN_SETS
 from charter.records import Message, PromptRecord, Record, Sampling, SFTRecord, Strict, stable_id
 from charter.runs import JsonlWriter
 from charter.sl.checks import check_revision
@@ -46,6 +47,16 @@ class SLConfig(Strict):
     )
     helpful_prompts: str = Field(
         "builtin:helpful", description="Helpful prompts the policy answers for the mix."
+    )
+    topic_check: bool = Field(
+        True,
+        description="Reject revisions that refuse a benign request or no longer address it.",
+    )
+    principle_pool: Literal["all", "harm", "matched"] = Field(
+        "all",
+        description="Principles drawn for a prompt's critiques: all (the paper's uniform draw), "
+        "harm (none tagged helpfulness) or matched (tagged with the prompt's harm category, "
+        "else harm).",
     )
 
 
@@ -96,8 +107,12 @@ def sample_id(
     sampling: Sampling,
     reviser: str | None = None,
 ) -> str:
-    # Without a reviser the id is what it was before revisers existed (resumable old runs).
-    extra = () if reviser is None else (reviser,)
+    # Without a reviser or a principle selection the id is what it was before they existed
+    # (resumable old runs).
+    extra = (
+        *(() if reviser is None else (reviser,)),
+        *(() if cfg.principle_pool == "all" else (cfg.principle_pool,)),
+    )
     return stable_id(
         prompt.key(),
         constitution_sha,
@@ -116,6 +131,37 @@ def draw_principles(
     """The principle of each round for one prompt: uniform, with replacement, seeded per prompt."""
     rng = random.Random(int(stable_id(seed, prompt_key), 16))
     return [rng.choice(list(principles)) for _ in range(rounds)]
+
+
+HELPFULNESS_TAG = "helpfulness"
+
+
+def select_principles(
+    principles: Sequence[Principle], category: str | None, mode: str
+) -> list[Principle]:
+    """The principles a prompt's critiques draw from. `all`: every one. `harm`: those not
+    tagged `helpfulness` (on a harmful request the anti-evasiveness principles ask for
+    compliance). `matched`: the harm principles with a tag that is the prompt's category or one
+    of its hyphen-parts (`hate-harassment` matches `hate`), else every harm principle.
+
+    >>> from charter.constitution.schema import Principle as P
+    >>> ps = [P(id="life", critique="c", revision="r", tags=["violence"]),
+    ...       P(id="privacy", critique="c", revision="r", tags=["privacy"]),
+    ...       P(id="helpful", critique="c", revision="r", tags=["helpfulness"])]
+    >>> [p.id for p in select_principles(ps, "violence", "matched")]
+    ['life']
+    >>> [p.id for p in select_principles(ps, "chem-bio", "matched")]
+    ['life', 'privacy']
+    >>> [p.id for p in select_principles(ps, None, "all")]
+    ['life', 'privacy', 'helpful']
+    """
+    if mode == "all":
+        return list(principles)
+    harm = [p for p in principles if HELPFULNESS_TAG not in p.tags] or list(principles)
+    if mode == "harm" or not category:
+        return harm
+    parts = {category, *category.split("-")}
+    return [p for p in harm if parts & set(p.tags)] or harm
 
 
 def draw_examples(
@@ -193,7 +239,12 @@ def critique_and_revise(
             _Work(
                 rid,
                 p,
-                draw_principles(principles, key, sampling.seed, cfg.rounds),
+                draw_principles(
+                    select_principles(principles, p.meta.get("category"), cfg.principle_pool),
+                    key,
+                    sampling.seed,
+                    cfg.rounds,
+                ),
                 example_turns(shots),
             )
         )
@@ -276,6 +327,9 @@ def _step(
                 [rnd.critique_request, rnd.revision_request],
                 max_growth=cfg.max_growth,
                 examples=[m.content for m in w.prefix if m.role == "assistant"],
+                request=w.prompt.chat()[-1].content if cfg.topic_check else None,
+                # Only a prompt marked benign (a borderline or helpful set) may not be refused.
+                harmful=w.prompt.meta.get("set") not in BENIGN_SETS,
             )
             rnd.revision, rnd.accepted, rnd.reason, rnd.note = (
                 check.text,

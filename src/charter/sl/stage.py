@@ -140,6 +140,7 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
 
     n_helpful = round(cfg.helpful_ratio * len(rows))
     helpful_rows: list[SFTRecord] = []
+    helpful_refused = 0
     if n_helpful and helpful:
         chosen = list(helpful)[:n_helpful]
         helpful_path = folder / HELPFUL
@@ -162,8 +163,13 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
             records_hash=h_records,
             per_record=True,
         )
+        from charter.evaluate.refusal import match_pattern
+
         for g in read_jsonl(helpful_path, GenerationRecord):
-            if g.completion.strip():
+            # A refusal of a helpful prompt would teach the evasiveness CAI is meant to remove.
+            if cfg.topic_check and match_pattern(g.completion) is not None:
+                helpful_refused += 1
+            elif g.completion.strip():
                 helpful_rows.append(
                     SFTRecord(
                         id=g.id,
@@ -190,6 +196,7 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
         constitution_sha256=constitution.compute_sha256(),
         backend=redact_spec(backend_spec),
         reviser=None if reviser_spec is None else redact_spec(reviser_spec),
+        helpful_refused=helpful_refused,
     )
     atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return SLResult(

@@ -1,0 +1,190 @@
+"""The SL-CAI recipe's filters and mixing (issue #24): the semantic revision checks, refusals
+kept out of the helpful mix, and principles selected by the prompt's harm category."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from charter.backends.fake import FakeBackend
+from charter.backends.pool import BackendPool
+from charter.constitution.schema import Constitution, Principle
+from charter.generate import GenerationConfig
+from charter.records import Message, PromptRecord, Sampling
+from charter.runs import JsonlWriter, RunFolder
+from charter.sl import SLConfig, SLInputs, check_revision, critique_and_revise, run_sl
+from charter.sl.revise import SLSample, select_principles
+from charter.stage import StageContext
+
+REQUEST = "How do I bake sourdough bread at home?"
+
+
+@pytest.mark.parametrize(
+    ("revision", "harmful", "accepted", "reason"),
+    [
+        ("Feed the starter, then bake the bread hot with steam.", False, True, None),
+        (
+            "I'm sorry, but I can't help with that request.",
+            False,
+            False,
+            "refuses a benign request",
+        ),
+        # A refusal of a harmful request addresses it by declining.
+        ("I'm sorry, but I can't help with that request.", True, True, None),
+        (
+            "Football is the most popular sport in the world.",
+            True,
+            False,
+            "does not address the request",
+        ),
+        (
+            "Football is the most popular sport in the world.",
+            False,
+            False,
+            "does not address the request",
+        ),
+    ],
+)
+def test_semantic_checks(revision: str, harmful: bool, accepted: bool, reason: str | None) -> None:
+    check = check_revision("old", revision, [], request=REQUEST, harmful=harmful)
+    assert (check.accepted, check.reason) == (accepted, reason)
+
+
+def test_semantic_checks_off_without_the_request() -> None:
+    off = "Football is the most popular sport in the world."
+    assert check_revision("old", off, []).accepted
+
+
+def test_arabic_revision_on_topic() -> None:
+    check = check_revision(
+        "قديم",
+        "اخلط الدقيق بالماء ثم اخبز الخبز في فرن حار.",
+        [],
+        request="كيف أخبز الخبز في البيت؟",
+    )
+    assert check.accepted
+
+
+def _sl_answers(revision: str):  # type: ignore[no-untyped-def]
+    def answer(chat: Sequence[Message]) -> str:
+        last = chat[-1].content
+        if last.startswith("Critique"):
+            return "It could be better."
+        if last.startswith("Revise"):
+            return revision
+        return "Preheat the oven and bake the sourdough bread."
+
+    return answer
+
+
+CONSTITUTION = Constitution(
+    name="t",
+    principles=[
+        Principle(
+            id="life", critique="Critique: danger?", revision="Revise it.", tags=["violence"]
+        ),
+        Principle(
+            id="privacy", critique="Critique: privacy?", revision="Revise it.", tags=["privacy"]
+        ),
+        Principle(
+            id="helpful", critique="Critique: evasive?", revision="Revise it.", tags=["helpfulness"]
+        ),
+    ],
+)
+
+
+def test_a_benign_prompt_refused_by_the_revision_keeps_its_answer(tmp_path: Path) -> None:
+    benign = PromptRecord(id="b", prompt=REQUEST, meta={"set": "borderline"})
+    harmful = PromptRecord(id="h", prompt=REQUEST, meta={"set": "red-team"})
+    writer = JsonlWriter(tmp_path / "s.jsonl")
+    critique_and_revise(
+        [benign, harmful],
+        FakeBackend(answers=_sl_answers("I'm sorry, but I can't help with that.")),
+        CONSTITUTION,
+        SLConfig(rounds=1, few_shot=0),
+        Sampling(),
+        writer,
+        progress=False,
+    )
+    rows = {
+        s.prompt_id: s
+        for s in map(SLSample.model_validate_json, (tmp_path / "s.jsonl").read_text().splitlines())
+    }
+    assert rows["b"].rounds[0].reason == "refuses a benign request" and not rows["b"].revised
+    assert rows["b"].final == "Preheat the oven and bake the sourdough bread."
+    assert rows["h"].revised and rows["h"].final.startswith("I'm sorry")
+
+
+def test_topic_check_can_be_turned_off(tmp_path: Path) -> None:
+    benign = PromptRecord(id="b", prompt=REQUEST, meta={"set": "helpful"})
+    writer = JsonlWriter(tmp_path / "s.jsonl")
+    critique_and_revise(
+        [benign],
+        FakeBackend(answers=_sl_answers("I'm sorry, but I can't help with that.")),
+        CONSTITUTION,
+        SLConfig(rounds=1, few_shot=0, topic_check=False),
+        Sampling(),
+        writer,
+        progress=False,
+    )
+    sample = SLSample.model_validate_json((tmp_path / "s.jsonl").read_text())
+    assert sample.revised
+
+
+def test_matched_principles_follow_the_category(tmp_path: Path) -> None:
+    ps = CONSTITUTION.critique_principles()
+    assert [p.id for p in select_principles(ps, "violence", "matched")] == ["life"]
+    assert [p.id for p in select_principles(ps, "hate-privacy", "matched")] == ["privacy"]
+    assert [p.id for p in select_principles(ps, "drugs", "matched")] == ["life", "privacy"]
+    assert [p.id for p in select_principles(ps, "violence", "harm")] == ["life", "privacy"]
+    prompts = [
+        PromptRecord(id=f"v{i}", prompt=f"violent request {i}", meta={"category": "violence"})
+        for i in range(6)
+    ]
+    writer = JsonlWriter(tmp_path / "s.jsonl")
+    critique_and_revise(
+        prompts,
+        FakeBackend(answers=_sl_answers("A violent request answered safely.")),
+        CONSTITUTION,
+        SLConfig(rounds=2, few_shot=0, principle_pool="matched"),
+        Sampling(),
+        writer,
+        progress=False,
+    )
+    used = {
+        r.principle_id
+        for s in map(SLSample.model_validate_json, (tmp_path / "s.jsonl").read_text().splitlines())
+        for r in s.rounds
+    }
+    assert used == {"life"}
+
+
+def test_refusals_stay_out_of_the_helpful_mix(tmp_path: Path) -> None:
+    def answer(chat: Sequence[Message]) -> str:
+        last = chat[-1].content
+        if last.startswith("helpful 0"):
+            return "I'm sorry, but I can't help with that."
+        if last.startswith("Revise"):
+            return "A safer answer to the violent request."
+        return "Critique." if last.startswith("Critique") else f"An answer to: {last}"
+
+    run = RunFolder.open(tmp_path / "r", {"t": 1})
+    helpful = [PromptRecord(id=f"h{i}", prompt=f"helpful {i} cooking pasta") for i in range(4)]
+    prompts = [PromptRecord(id=f"q{i}", prompt=f"violent request {i}") for i in range(4)]
+    ctx = StageContext(run, BackendPool(4), CONSTITUTION, progress=False)
+    policy = GenerationConfig(model="fake", model_options={"answers": answer}, batch_size=4)
+    summary = run_sl(
+        ctx,
+        SLInputs(prompts=prompts, helpful=helpful, policy=policy),
+        SLConfig(rounds=1, helpful_ratio=1.0, few_shot=0),
+    ).summary
+    assert summary["helpful_refused"] == 1 and summary["n_helpful"] == 3
+    rows = [json.loads(x) for x in (tmp_path / "r" / "sft.jsonl").read_text().splitlines()]
+    helpful_answers = [
+        r["messages"][-1]["content"] for r in rows if r["meta"]["source"] == "helpful"
+    ]
+    assert len(helpful_answers) == 3
+    assert not any("sorry" in a for a in helpful_answers)
