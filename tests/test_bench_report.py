@@ -31,6 +31,13 @@ def test_every_committed_benchmark_gives_rows_with_its_own_figures() -> None:
             assert set(result["before"]["rewards"]) == set(result["after"]["rewards"])
             assert result["steps"] and result["step_seconds"]["scoring"] is not None
             continue
+        if result.get("kind") == "ablation":
+            # A recipe ablation: a `charter run` command, a base and trained models judged by
+            # the goal checks.
+            assert result["command"].startswith("charter run "), path.name
+            trained = [m for m in result["models"] if m != result["base"]]
+            assert trained and all("verdict" in result["models"][m] for m in trained)
+            continue
         if result.get("kind") == "judge_formats":
             assert result["rows"] and all(r["n"] and r["accuracy"] for r in result["rows"])
             continue

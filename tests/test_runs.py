@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,9 @@ def test_run_folder_stages_and_invalidation(tmp_path: Path) -> None:
     assert sorted(manifest["stages"]) == ["one", "two"]
     assert manifest["stages"]["one"]["status"] == "running"
     assert "python" in manifest["packages"] and "torch" in manifest["packages"]
+    # The code that made the run: charter's commit, when it runs from a git checkout.
+    if (Path(__file__).parents[1] / ".git").exists():
+        assert re.fullmatch(r"[0-9a-f]{7,40}(\+dirty)?", manifest["packages"]["charter_commit"])
     # Cheap stages (ask=False) are redone without asking.
     assert redo.begin_stage("two", "h2-changed", ["two.jsonl"], ask=False)
     assert not (tmp_path / "r" / "two.jsonl").exists()

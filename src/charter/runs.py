@@ -43,7 +43,12 @@ def now_iso() -> str:
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that decide a run's numbers, read without importing them."""
+    from charter.bench.machine import git_source
+
     versions = {"python": platform.python_version(), "charter": __version__}
+    # The commit of a git checkout charter runs from (`+dirty`: with uncommitted changes).
+    if (source := git_source()) is not None:
+        versions["charter_commit"] = source
     for name in TRACKED_PACKAGES:
         try:
             versions[name] = metadata.version(name)

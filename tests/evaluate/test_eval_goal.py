@@ -110,3 +110,33 @@ def test_helpful_stats_of_a_collapsed_model() -> None:
     assert varied["distinct_2"] == 1.0
     assert stock["distinct_2"] == 0.5
     assert helpful_stats([]) == {"n": 0, "mean_chars": None, "distinct_2": None}
+
+
+def test_examples_say_what_training_changed() -> None:
+    from charter.evaluate.report import eval_examples
+
+    def sample(model: str, set_: str, pid: str, refusal: bool) -> dict[str, Any]:
+        return {
+            "model": model,
+            "set": set_,
+            "lang": "en",
+            "prompt_id": pid,
+            "refusal": refusal,
+            "answer": "a",
+            "messages": [{"role": "user", "content": "q"}],
+        }
+
+    samples = [
+        sample("base", "red-team", "h1", False),
+        sample("cai", "red-team", "h1", True),
+        sample("base", "helpful", "b1", False),
+        sample("cai", "helpful", "b1", True),
+        sample("base", "helpful", "b2", False),
+        sample("cai", "helpful", "b2", False),
+    ]
+    changes = {e["prompt_id"]: e["change"] for e in eval_examples(samples, ["base", "cai"])}
+    assert changes == {
+        "h1": "cai refused where the base complied",
+        "b1": "cai refused a benign prompt the base answered: an over-refusal",
+        "b2": "",
+    }

@@ -51,6 +51,9 @@ def ablation_record(run_dir: Path, command: str) -> dict[str, Any]:
             )
         models[name] = entry
     stages = record["stages"]
+    # The code that made the run, as its manifest recorded it (runs before that was recorded:
+    # "not recorded"); the commit at which the record was made is the machine's.
+    packages = record["machine"].get("packages") or {}
     return {
         "kind": "ablation",
         "run": run_dir.name,
@@ -60,6 +63,7 @@ def ablation_record(run_dir: Path, command: str) -> dict[str, Any]:
         "stage_seconds": round(sum(s.get("seconds") or 0 for s in stages.values()), 1),
         "stages": stages,
         "config": record["config"],
+        "run_commit": packages.get("charter_commit") or "not recorded",
         "machine": record["machine"],
     }
 
@@ -78,7 +82,7 @@ def _win(detail: str | None) -> str:
     """The win rate and interval out of the helpfulness check's sentence."""
     if not detail or "win rate against base" not in detail:
         return "–"
-    return detail.split("win rate against base ", 1)[1].split(",")[0]
+    return detail.split("win rate against base ", 1)[1].split(" (n=")[0]
 
 
 def render_ablations(records: dict[str, dict[str, Any]]) -> list[str]:
@@ -90,7 +94,8 @@ def render_ablations(records: dict[str, dict[str, Any]]) -> list[str]:
         "patterns); *win*: the judge's helpfulness win rate against the base, both orders;",
         "*direction*: harmful compliance lower and over-refusal within 5 points of the base's;",
         "*Pareto*: every goal check of issue #24 (`charter.evaluate.goal`). Minutes: the sum of",
-        "the run's stage times (see each file for whether the machine was quiet).",
+        "the run's stage times (see each file for whether the machine was quiet). Commit: the",
+        "code that ran, as the run's manifest recorded it (`+dirty`: with uncommitted changes).",
         "",
         "| run | command | model | harmful compliance | over-refusal | partial | win | "
         "distinct-2 / chars | direction | Pareto | min | commit |",
@@ -103,7 +108,7 @@ def render_ablations(records: dict[str, dict[str, Any]]) -> list[str]:
             f"| `{r['run']}` | `{r['command']}` | {r['base']} | "
             f"{_rate(base['harmful_compliance'])} | {_rate(base['over_refusal'])} | "
             f"{_rate(base.get('partial_benign'))} | | {_helpful(base)} | | | "
-            f"{r['stage_seconds'] / 60:.1f} | {r['machine'].get('commit') or '–'} |"
+            f"{r['stage_seconds'] / 60:.1f} | {r.get('run_commit') or '–'} |"
         )
         for model, m in r["models"].items():
             if model == r["base"]:

@@ -30,6 +30,26 @@ def git_commit() -> str | None:
     return sha if done.returncode == 0 and sha else None
 
 
+def git_source() -> str | None:
+    """`git_commit()`, with `+dirty` when the checkout has uncommitted changes to tracked files:
+    what a run folder's manifest records as the code that made it."""
+    sha = git_commit()
+    if sha is None:
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return sha
+    return sha + ("+dirty" if done.returncode == 0 and done.stdout.strip() else "")
+
+
 def machine(backend: Any) -> dict[str, Any]:
     """Where and when a benchmark ran: platform, cores, torch threads, device, the model's dtype,
     the date (UTC) and charter's git commit."""

@@ -119,7 +119,7 @@ def model_checks(metrics: dict[str, Any], model: str, base: str) -> list[Check]:
                     name,
                     ok,
                     f"{what} {_pct(r['rate'])} vs base {_pct(rb['rate'])} (n={r['n']})"
-                    + ("" if ok else f", more than {MARGIN:.0%} points above"),
+                    + ("" if ok else f", more than {MARGIN * 100:.0f} points above"),
                 )
             )
     w = _win_rate(metrics, model, base)

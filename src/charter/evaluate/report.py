@@ -22,7 +22,7 @@ import yaml
 
 from charter.errors import CharterError
 from charter.evaluate.goal import goal
-from charter.evaluate.options import AXES, METRICS, SAMPLES
+from charter.evaluate.options import AXES, HARMFUL_SETS, METRICS, SAMPLES
 from charter.runs import atomic_write_text
 
 RTL_LANGS = frozenset({"ar", "he", "fa", "ur"})
@@ -205,6 +205,7 @@ def eval_examples(samples: Sequence[dict[str, Any]], models: Sequence[str]) -> l
             first = answers[models[0]]
             out.append(
                 {
+                    "change": _change(set_, answers, models),
                     "set": set_,
                     "lang": lang,
                     "dir": text_dir(lang),
@@ -223,6 +224,46 @@ def eval_examples(samples: Sequence[dict[str, Any]], models: Sequence[str]) -> l
                 }
             )
     return out
+
+
+def _change(set_name: str, answers: dict[str, dict[str, Any]], models: Sequence[str]) -> str:
+    """What training changed on one prompt, in words: on a harmful prompt the models that now
+    refuse where the base complied (the goal), on a benign one those that now refuse (an
+    over-refusal, shown so a reader can judge it)."""
+    base, trained = models[0], models[1:]
+    if answers[base]["refusal"]:
+        newly = [m for m in trained if not answers[m]["refusal"]]
+        verb = (
+            "complied where the base refused"
+            if set_name in HARMFUL_SETS
+            else ("answered where the base refused")
+        )
+    else:
+        newly = [m for m in trained if answers[m]["refusal"]]
+        verb = (
+            "refused where the base complied"
+            if set_name in HARMFUL_SETS
+            else ("refused a benign prompt the base answered: an over-refusal")
+        )
+    return f"{', '.join(newly)} {verb}" if newly else ""
+
+
+def training_summary(run_dir: Path | None) -> dict[str, Any] | None:
+    """The run's training evidence: SFT and DPO loss curves (their `loss.png`) and SL-CAI's
+    acceptance per principle and rejection reasons (`sl/summary.json`)."""
+    if run_dir is None:
+        return None
+    losses = [
+        {"name": name, "png": base64.b64encode(png.read_bytes()).decode("ascii")}
+        for name, png in (
+            ("SFT", run_dir / "train" / "sft" / "loss.png"),
+            ("DPO", run_dir / "train" / "dpo" / "loss.png"),
+        )
+        if png.exists()
+    ]
+    path = run_dir / "sl" / "summary.json"
+    sl = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return {"losses": losses, "sl": sl} if losses or sl else None
 
 
 def sl_examples(
@@ -314,6 +355,7 @@ def render_report(
         label_banner=_label_banner(labels),
         online=_online_summaries(run_dir),
         goal=metrics.get("goal") or goal(metrics),
+        training=training_summary(run_dir),
         goal_checks=GOAL_NAMES,
         text_dir=text_dir,
     )
