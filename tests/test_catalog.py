@@ -184,10 +184,17 @@ def test_roles_default_to_the_strongest_installed_model_for_a_local_policy(
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     cfg = load_config("quick")
     assert cfg.role("feedback") == (big.spec, {}) and cfg.role("judge") == (big.spec, {})
-    assert cfg.role("reviser") == cfg.role("policy") == ("embedded", {})
+    assert cfg.role("policy") == ("embedded", {})
+    # The quick preset's reviser is the teacher (issue #24's recipe); empty, the policy.
+    assert cfg.role("reviser") == (big.spec, {})
+    paper = load_config("quick", None, ["reviser.model=null"])
+    assert paper.role("reviser") == ("embedded", {})
     # A served or fake policy keeps itself as judge; a named role always wins.
     served = load_config("quick", None, ["generation.model=openai:http://h/v1#m"])
     assert served.role("judge")[0] == "openai:http://h/v1#m"
     assert load_config("quick", None, ["generation.model=fake"]).role("feedback")[0] == "fake"
     named = load_config("quick", None, ["judge.model=embedded", "reviser.model=fake"])
     assert named.role("judge")[0] == "embedded" and named.role("reviser")[0] == "fake"
+    # `teacher`: the reviser is the model feedback defaults to (the policy for a served one).
+    fake_teacher = load_config("quick", None, ["reviser.model=teacher", "generation.model=fake"])
+    assert fake_teacher.role("reviser") == ("fake", {})

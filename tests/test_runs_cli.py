@@ -35,7 +35,7 @@ def test_bare_run_is_the_quick_preset_and_dry_run_writes_nothing(tmp_path: Path)
     )
     plan = json.loads(out)
     assert plan["stages"]["train"] is False and plan["stages"]["sl"] is True
-    assert plan["config"]["train"]["sft"]["max_steps"] == 8  # the quick preset's
+    assert plan["config"]["train"]["sft"]["max_steps"] == 24  # the quick preset's
 
 
 def test_resume_of_a_missing_run_lists_the_runs_there(tmp_path: Path) -> None:

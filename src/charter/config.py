@@ -161,7 +161,9 @@ class RunConfig(Strict):
     )
     sl: RunSLConfig = Field(default_factory=RunSLConfig)
     reviser: RoleConfig = Field(
-        default_factory=RoleConfig, description="SL-CAI's critic and reviser; empty: the policy."
+        default_factory=RoleConfig,
+        description="SL-CAI's critic and reviser; empty: the policy; `teacher`: the strongest "
+        "installed offline model for a local policy (as feedback), else the policy.",
     )
     feedback: RoleConfig = Field(
         default_factory=RoleConfig,
@@ -189,6 +191,9 @@ class RunConfig(Strict):
         if name == "policy":
             return policy
         role: RoleConfig = getattr(self, name)
+        if name == "reviser" and role.model == TEACHER:
+            # The stronger offline teacher: what feedback and judge default to.
+            return default_role(*policy)
         if role.model:
             return role.model, dict(role.model_options)
         if name == "reviser":
@@ -196,6 +201,8 @@ class RunConfig(Strict):
         return default_role(*policy)
 
 
+# `reviser.model: teacher`: the model feedback and judge default to.
+TEACHER = "teacher"
 # Policies whose feedback and judge default to the strongest installed offline model.
 LOCAL_SPECS = ("embedded", "model:", "hf:", "ct2:")
 
@@ -212,12 +219,25 @@ def default_role(spec: str, options: dict[str, Any]) -> tuple[str, dict[str, Any
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Minutes on a 2-core CPU (`make run`): small stages, short answers, a few training steps.
-    # Enough to exercise every stage and produce a report; too little data to move the model.
+    # Minutes on a 2-core CPU (`make run`, about 12): small stages, short answers, a few
+    # training steps. The recipe is issue #24's best measured within that budget
+    # (docs/results.md, "Recipe ablations"): the stronger offline teacher critiques and revises,
+    # critiques draw principles of the prompt's harm category, revisions that refuse benign
+    # requests or drift off topic are rejected, and as many helpful answers as revised samples
+    # are mixed into SFT. It moves harmful compliance a little without over-refusal; too little
+    # data to halve it.
     "quick": {
         "name": "quick",
         "generation": {"max_new_tokens": 64, "batch_size": 8},
-        "sl": {"limit": 16, "rounds": 1, "few_shot": 1, "chunk_size": 16},
+        "reviser": {"model": TEACHER},
+        "sl": {
+            "limit": 32,
+            "rounds": 1,
+            "few_shot": 1,
+            "chunk_size": 16,
+            "principle_pool": "matched",
+            "helpful_ratio": 1.0,
+        },
         "label": {
             "limit": 16,
             "principles_per_pair": 2,
@@ -226,7 +246,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "max_new_tokens": 64,
         },
         "train": {
-            "sft": {"max_steps": 8, "batch_size": 4, "max_length": 384},
+            "sft": {"max_steps": 24, "batch_size": 4, "max_length": 384},
             "dpo": {"max_steps": 8, "batch_size": 2, "max_length": 384},
             # Only with train.rl=grpo|rloo: 4 steps of 2 prompts × 2 samples.
             "online": {
@@ -238,7 +258,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             },
         },
         "evaluate": {
-            "limit": 4,
+            # 6 per set and language: 12 red-team, 24 benign prompts (one over-refusal is
+            # 4 points, within the goal's 5).
+            "limit": 6,
             # 64 tokens cut 23 of 24 base answers, and the judge then compared cut-off texts.
             "max_new_tokens": 160,
             "principles_per_pair": 1,

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from charter.backends.pool import BackendPool
-from charter.config import RunConfig
+from charter.config import TEACHER, RunConfig
 from charter.errors import CharterError, ConfigError, RunFolderError
 from charter.records import PromptRecord, stable_id
 from charter.runs import RunFolder, atomic_write_text, check_run_name, list_runs
@@ -321,7 +321,10 @@ def _sl_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
     sl_cfg = SLConfig.model_validate(cfg.sl.model_dump(include=set(SLConfig.model_fields)))
     reviser = None
     if cfg.reviser.model:
-        reviser = ModelRole(model=cfg.reviser.model, model_options=cfg.reviser.model_options)
+        spec, options = cfg.role("reviser")
+        # `teacher` with an embedded-only install resolves to the policy: the paper's reviser.
+        if cfg.reviser.model != TEACHER or (spec, options) != cfg.role("policy"):
+            reviser = ModelRole(model=spec, model_options=options)
     inputs = SLInputs(
         prompts=sets["sl"], helpful=sets["sl-helpful"], policy=cfg.generation, reviser=reviser
     )

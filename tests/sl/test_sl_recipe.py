@@ -188,3 +188,17 @@ def test_refusals_stay_out_of_the_helpful_mix(tmp_path: Path) -> None:
     ]
     assert len(helpful_answers) == 3
     assert not any("sorry" in a for a in helpful_answers)
+
+
+def test_reviser_teacher_of_a_fake_policy_is_the_policy(tmp_path: Path) -> None:
+    """`charter sl --reviser teacher`: the strongest offline model for a local policy; for a
+    fake (not local) policy, the policy itself, so no reviser is recorded."""
+    from conftest import run_cli
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "q", "prompt": "How do I bake bread?"}) + "\n")
+    out = tmp_path / "sl"
+    args = ["sl", "--model", "fake", "--reviser", "teacher", "--prompts", str(prompts)]
+    r = run_cli([*args, "--split", "all", "--rounds", "1", "--out", str(out), "--no-progress"])
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "summary.json").read_text())["reviser"] is None

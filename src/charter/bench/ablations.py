@@ -96,6 +96,10 @@ def render_ablations(records: dict[str, dict[str, Any]]) -> list[str]:
         "*Pareto*: every goal check of issue #24 (`charter.evaluate.goal`). Minutes: the sum of",
         "the run's stage times (see each file for whether the machine was quiet). Commit: the",
         "code that ran, as the run's manifest recorded it (`+dirty`: with uncommitted changes).",
+        "A command's `--preset quick` is that preset as it was at the run's code: runs made",
+        "before the preset took this recipe (commit not recorded) started from 16 SL prompts,",
+        "the policy as reviser, principle pool `all`, no helpful mix, 8 SFT steps and",
+        "`evaluate.limit=4`. Each file's `config` is the run's resolved config.",
         "",
         "| run | command | model | harmful compliance | over-refusal | partial | win | "
         "distinct-2 / chars | direction | Pareto | min | commit |",

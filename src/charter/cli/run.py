@@ -45,7 +45,9 @@ from charter.cli.vocabulary import CharterGroup
 @click.option(
     "--reviser",
     default=None,
-    help="Backend spec of SL-CAI's critic and reviser (default: the policy, as in the paper).",
+    help="Backend spec of SL-CAI's critic and reviser, or `teacher`: the strongest installed "
+    "offline model, as for --feedback (default: the preset's; without one, the policy, as in "
+    "the paper).",
 )
 @click.option(
     "--feedback",

@@ -32,7 +32,8 @@ from charter.sl.revise import SLConfig
     "--reviser",
     default=None,
     help="Backend spec of the model that writes the critiques and revisions (default: the "
-    "--model itself, as in the paper), e.g. model:qwen2.5-coder-1.5b-instruct.",
+    "--model itself, as in the paper), e.g. model:qwen2.5-coder-1.5b-instruct, or `teacher`: "
+    "the strongest installed offline model for a local --model.",
 )
 @click.option(
     "--constitution",
@@ -86,6 +87,7 @@ def sl(
     """
     from charter.backends import check_spec
     from charter.backends.pool import BackendPool
+    from charter.config import TEACHER, default_role
     from charter.constitution.load import load_constitution
     from charter.data import load_prompts
     from charter.feedback import ModelRole
@@ -93,6 +95,9 @@ def sl(
     from charter.sl import SL, SLInputs
     from charter.stage import StageContext
 
+    if reviser == TEACHER:
+        # The stronger offline teacher for a local policy (as `charter run`'s feedback role).
+        reviser = None if (t := default_role(model, {})[0]) == model else t
     for spec in (model, reviser or model):
         check_spec(spec)
     cfg = config_from(SLConfig, fields, lang=lang)
