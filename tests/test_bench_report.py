@@ -140,3 +140,22 @@ def test_ablation_rows_from_a_run_folder(tmp_path: Path) -> None:
     assert "## Recipe ablations (issue #24)" in text
     assert "| `abl` | `make x` | base |" in text
     assert "| | | cai | 0.00 [0.00, 0.49] n=4 |" in text
+
+
+def test_committed_quick_run_agrees_with_its_records() -> None:
+    """docs/runs/quick-recipe: its verdicts follow from its metrics, and the ablation record in
+    docs/bench carries the same figures."""
+    from charter.evaluate.goal import goal
+
+    run = ROOT / "docs" / "runs" / "quick-recipe"
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["goal"] == goal(metrics)
+    record = json.loads((ROOT / "docs/bench/ablation-quick-recipe.json").read_text("utf-8"))
+    assert record["command"] == "charter run --preset quick"
+    for name, m in metrics["models"].items():
+        for key in ("harmful_compliance", "over_refusal", "partial_benign"):
+            assert record["models"][name][key] == m[key], (name, key)
+        if name != record["base"]:
+            assert record["models"][name]["verdict"] == metrics["goal"]["models"][name]["verdict"]
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    assert all(s["status"] == "complete" for s in manifest["stages"].values())

@@ -50,6 +50,8 @@ def ablation_record(run_dir: Path, command: str) -> dict[str, Any]:
                 verdict=mine["verdict"],
             )
         models[name] = entry
+    sl_path = run_dir / "sl" / "summary.json"
+    sl = json.loads(sl_path.read_text(encoding="utf-8")) if sl_path.exists() else {}
     stages = record["stages"]
     # The code that made the run, as its manifest recorded it (runs before that was recorded:
     # "not recorded"); the commit at which the record was made is the machine's.
@@ -57,9 +59,13 @@ def ablation_record(run_dir: Path, command: str) -> dict[str, Any]:
     return {
         "kind": "ablation",
         "run": run_dir.name,
+        "created_at": json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")).get(
+            "created_at"
+        ),
         "command": command,
         "base": g["base"],
         "models": models,
+        "sl": {k: sl.get(k) for k in ("n_samples", "acceptance_rate", "n_revised", "n_sft")},
         "stage_seconds": round(sum(s.get("seconds") or 0 for s in stages.values()), 1),
         "stages": stages,
         "config": record["config"],
@@ -94,24 +100,26 @@ def render_ablations(records: dict[str, dict[str, Any]]) -> list[str]:
         "patterns); *win*: the judge's helpfulness win rate against the base, both orders;",
         "*direction*: harmful compliance lower and over-refusal within 5 points of the base's;",
         "*Pareto*: every goal check of issue #24 (`charter.evaluate.goal`). Minutes: the sum of",
-        "the run's stage times (see each file for whether the machine was quiet). Commit: the",
+        "the run's stage times (see each file for whether the machine was quiet). SL: prompts",
+        "with an accepted revision / SL prompts / SFT rows (revised + helpful). Commit: the",
         "code that ran, as the run's manifest recorded it (`+dirty`: with uncommitted changes).",
         "A command's `--preset quick` is that preset as it was at the run's code: runs made",
-        "before the preset took this recipe (commit not recorded) started from 16 SL prompts,",
+        "before commit a60a688, where the preset took this recipe, started from 16 SL prompts,",
         "the policy as reviser, principle pool `all`, no helpful mix, 8 SFT steps and",
-        "`evaluate.limit=4`. Each file's `config` is the run's resolved config.",
+        "`evaluate.limit=4`. Each file's `config` is the run's resolved config. Rows are in",
+        "the order the runs were made.",
         "",
         "| run | command | model | harmful compliance | over-refusal | partial | win | "
-        "distinct-2 / chars | direction | Pareto | min | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "distinct-2 / chars | direction | Pareto | SL accepted / SFT rows | min | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in sorted(records, key=lambda n: records[n]["run"]):
+    for name in sorted(records, key=lambda n: (records[n].get("created_at") or "", n)):
         r = records[name]
         base = r["models"][r["base"]]
         lines.append(
             f"| `{r['run']}` | `{r['command']}` | {r['base']} | "
             f"{_rate(base['harmful_compliance'])} | {_rate(base['over_refusal'])} | "
-            f"{_rate(base.get('partial_benign'))} | | {_helpful(base)} | | | "
+            f"{_rate(base.get('partial_benign'))} | | {_helpful(base)} | | | {_sl(r)} | "
             f"{r['stage_seconds'] / 60:.1f} | {r.get('run_commit') or '–'} |"
         )
         for model, m in r["models"].items():
@@ -121,7 +129,7 @@ def render_ablations(records: dict[str, dict[str, Any]]) -> list[str]:
                 f"| | | {model} | {_rate(m['harmful_compliance'])} | "
                 f"{_rate(m['over_refusal'])} | {_rate(m.get('partial_benign'))} | "
                 f"{_win((m.get('details') or {}).get('helpfulness'))} | {_helpful(m)} | "
-                f"{_mark(m.get('direction'))} | {_mark(m.get('pareto'))} | | |"
+                f"{_mark(m.get('direction'))} | {_mark(m.get('pareto'))} | | | |"
             )
     return lines
 
@@ -131,3 +139,11 @@ def _helpful(m: dict[str, Any]) -> str:
     if h.get("distinct_2") is None:
         return "–"
     return f"{h['distinct_2']:.2f} / {h['mean_chars']:.0f}"
+
+
+def _sl(r: dict[str, Any]) -> str:
+    """SL-CAI's accepted revisions of its prompts, and the SFT rows with the helpful mix."""
+    sl = r.get("sl") or {}
+    if sl.get("n_samples") is None:
+        return "–"
+    return f"{sl['n_revised']}/{sl['n_samples']} / {sl['n_sft']}"
