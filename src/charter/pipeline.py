@@ -200,7 +200,7 @@ def online_options(cfg: RunConfig, root: Path) -> RLOptions | None:
 
 def collect_prompts(cfg: RunConfig) -> dict[str, list[PromptRecord]]:
     """Every prompt set the run uses, by role; raises on bad files before anything runs."""
-    from charter.data import load_prompts
+    from charter.data import helpful_mix, load_prompts
 
     def split(s: str) -> str | None:
         return None if s == "all" else s
@@ -213,7 +213,11 @@ def collect_prompts(cfg: RunConfig) -> dict[str, list[PromptRecord]]:
             : cfg.sl.limit
         ]
         sets["sl-helpful"] = (
-            load_prompts(cfg.sl.helpful_prompts, lang=cfg.sl.lang, split=split(cfg.sl.split))
+            helpful_mix(
+                cfg.sl.helpful_prompts,
+                cfg.sl.helpful_langs or [cfg.sl.lang],
+                split(cfg.sl.split),
+            )
             if cfg.sl.helpful_ratio > 0
             else []
         )

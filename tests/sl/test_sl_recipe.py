@@ -202,3 +202,22 @@ def test_reviser_teacher_of_a_fake_policy_is_the_policy(tmp_path: Path) -> None:
     r = run_cli([*args, "--split", "all", "--rounds", "1", "--out", str(out), "--no-progress"])
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "summary.json").read_text())["reviser"] is None
+
+
+def test_helpful_mix_takes_languages_in_turn(tmp_path: Path) -> None:
+    """`helpful_langs=[en, ar]`: the mix's prefix holds both languages evenly, and each row
+    says its language."""
+    from charter.data import helpful_mix
+
+    mix = helpful_mix("builtin:helpful", ["en", "ar"], "train")
+    assert [p.meta["lang"] for p in mix[:4]] == ["en", "ar", "en", "ar"]
+    run = RunFolder.open(tmp_path / "r", {"t": 1})
+    ctx = StageContext(run, BackendPool(4), CONSTITUTION, progress=False)
+    answers = _sl_answers("A violent request answered safely.")
+    policy = GenerationConfig(model="fake", model_options={"answers": answers}, batch_size=4)
+    prompts = [PromptRecord(id=f"q{i}", prompt=f"violent request {i}") for i in range(2)]
+    cfg = SLConfig(rounds=1, few_shot=0, helpful_ratio=2.0, helpful_langs=["en", "ar"])
+    run_sl(ctx, SLInputs(prompts=prompts, helpful=mix, policy=policy), cfg)
+    rows = [json.loads(x) for x in (tmp_path / "r" / "sft.jsonl").read_text().splitlines()]
+    langs = [r["meta"]["lang"] for r in rows if r["meta"]["source"] == "helpful"]
+    assert sorted(langs) == ["ar", "ar", "en", "en"]

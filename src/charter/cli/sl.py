@@ -89,7 +89,7 @@ def sl(
     from charter.backends.pool import BackendPool
     from charter.config import TEACHER, default_role
     from charter.constitution.load import load_constitution
-    from charter.data import load_prompts
+    from charter.data import helpful_mix
     from charter.feedback import ModelRole
     from charter.runs import RunFolder
     from charter.sl import SL, SLInputs
@@ -112,7 +112,7 @@ def sl(
     prompts, selection = select_prompts(prompts_spec, lang=lang, split=split, limit=limit)
     chosen_split = None if selection["split"] == "all" else selection["split"]
     helpful = (
-        load_prompts(cfg.helpful_prompts, lang=lang, split=chosen_split)
+        helpful_mix(cfg.helpful_prompts, cfg.helpful_langs or [lang], chosen_split)
         if cfg.helpful_ratio > 0
         else []
     )

@@ -118,6 +118,7 @@ VOCABULARY: dict[str, str] = {
     "--cot": "label: chain of thought, reasoning first, then the letter.",
     "--clamp": "label: with --cot, the band each vote is clamped to.",
     "--helpful-ratio": "sl: helpful answers mixed into sft.jsonl per revised sample.",
+    "--helpful-langs": "sl: languages of the helpful prompts mixed in, taken in turn (repeatable).",
     "--topic-check": "sl: reject revisions that refuse a benign request or drift off its topic.",
     "--principle-pool": "sl: the principles critiques draw from: all, harm or matched.",
     "--swap": "Also ask every item with (A) and (B) swapped.",

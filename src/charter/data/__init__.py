@@ -28,15 +28,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from charter.errors import InputError, show_value
 from charter.jsonl import describe_validation_error, iter_jsonl_lines, read_jsonl_numbered
 from charter.records import PromptRecord, canonical_json
+
+T = TypeVar("T")
 
 __all__ = [
     "BUILTIN_PROMPTS",
@@ -320,3 +323,20 @@ def _hf_record(
         raise InputError(
             source, None, f"row {index}, column {field!r}: {describe_validation_error(e)}"
         ) from None
+
+
+def interleave(groups: Sequence[Sequence[T]]) -> list[T]:
+    """The items of `groups` taken in turn, so that any prefix mixes them evenly.
+
+    >>> interleave([[1, 2, 3], ["a"]])
+    [1, 'a', 2, 3]
+    """
+    out: list[T] = []
+    for i in range(max(map(len, groups), default=0)):
+        out.extend(g[i] for g in groups if i < len(g))
+    return out
+
+
+def helpful_mix(source: str, langs: Sequence[str], split: str | None) -> list[PromptRecord]:
+    """The helpful prompts SL-CAI mixes into SFT: `source` in each of `langs`, in turn."""
+    return interleave([load_prompts(source, lang=lang, split=split) for lang in langs])

@@ -48,6 +48,10 @@ class SLConfig(Strict):
     helpful_prompts: str = Field(
         "builtin:helpful", description="Helpful prompts the policy answers for the mix."
     )
+    helpful_langs: list[Literal["en", "ar"]] = Field(
+        default_factory=list,
+        description="Languages of the helpful prompts mixed in, taken in turn; empty: lang.",
+    )
     topic_check: bool = Field(
         True,
         description="Reject revisions that refuse a benign request or no longer address it.",

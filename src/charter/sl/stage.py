@@ -163,7 +163,7 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
             records_hash=h_records,
             per_record=True,
         )
-        from charter.evaluate.refusal import match_pattern
+        from charter.evaluate.refusal import arabic_share, match_pattern
 
         for g in read_jsonl(helpful_path, GenerationRecord):
             # A refusal of a helpful prompt would teach the evasiveness CAI is meant to remove.
@@ -177,7 +177,14 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
                             *g.messages,
                             Message(role="assistant", content=g.completion.strip()),
                         ],
-                        meta={"source": "helpful", "prompt_id": g.prompt_id, "lang": cfg.lang},
+                        meta={
+                            "source": "helpful",
+                            "prompt_id": g.prompt_id,
+                            # The mix may hold several languages (`helpful_langs`).
+                            "lang": "ar"
+                            if arabic_share(g.messages[-1].content) >= 0.5
+                            else cfg.lang,
+                        },
                     )
                 )
     sft = rows + helpful_rows
