@@ -211,6 +211,9 @@ def test_online_rl_in_the_pipeline_beside_dpo(tmp_path: Path, tiny_model_dir: Pa
     items = [
         *[x for x in FAST if x != "train.enabled=false"],
         f"train.model=hf:{tiny_model_dir}",
+        # The fake policy's revisions share no word with the request: the semantic check would
+        # reject them all and leave SFT nothing to train on.
+        "sl.topic_check=false",
         "train.rl=dpo+grpo",
         "train.sft.max_steps=1",
         "train.dpo.max_steps=1",

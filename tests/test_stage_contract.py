@@ -64,7 +64,9 @@ def test_run_and_single_commands_call_the_same_stage_functions(
     spied.clear()
     quiet = ["--no-progress", "--limit", "1"]
     _invoke(["generate", "--model", "fake", "--prompts", "demo", "--out", str(tmp_path / "g")])
-    _invoke(["sl", "--model", "fake", "--rounds", "1", "--out", str(tmp_path / "s"), *quiet])
+    # --no-topic-check: the fake revisions share no word with the request, and SFT needs rows.
+    sl_args = ["--rounds", "1", "--no-topic-check", "--out", str(tmp_path / "s"), *quiet]
+    _invoke(["sl", "--model", "fake", *sl_args])
     _invoke(
         ["label", "--policy", "fake", "--feedback", "fake", "--out", str(tmp_path / "l"), *quiet]
     )

@@ -85,6 +85,8 @@ def sl(
     Writes OUT/samples.jsonl (every round kept), OUT/sft.jsonl (prompt → final answer) and
     OUT/summary.json. Resumable with --resume after a crash.
     """
+    # long: options → stage inputs, then one Stage.run; the teacher resolution and the run
+    # folder's config are spelled out here
     from charter.backends import check_spec
     from charter.backends.pool import BackendPool
     from charter.config import TEACHER, default_role
