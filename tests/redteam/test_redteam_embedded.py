@@ -79,8 +79,12 @@ def test_redteam_on_the_embedded_model_feeds_sl(tmp_path: Path, embedded_dir: Pa
         timeout=600,
     )
     assert sl.returncode == 0, sl.stderr
-    sft = (tmp_path / "sl" / "sft.jsonl").read_text().splitlines()
-    assert len(sft) == 2
+    samples = (tmp_path / "sl" / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == 2
+    # A revision the checks reject (off-topic, say) leaves its prompt out of SFT.
+    sft = [json.loads(x) for x in (tmp_path / "sl" / "sft.jsonl").read_text().splitlines()]
+    ids = {p.key() for p in prompts}
+    assert len(sft) <= 2 and all(r["meta"]["prompt_id"] in ids for r in sft)
 
 
 def test_evals_generate_and_run_on_the_embedded_model(tmp_path: Path, embedded_dir: Path) -> None:
