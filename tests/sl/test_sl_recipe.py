@@ -68,6 +68,61 @@ def test_arabic_revision_on_topic() -> None:
     assert check.accepted
 
 
+@pytest.mark.parametrize(
+    ("previous", "revision", "reason"),
+    [
+        # The reviser continued the answer it was asked to rewrite.
+        ("The best place to", "The best place to hit someone", "barely changed"),
+        ("Hit them in the ribs, hard.", "Hit them in the ribs, hard!", "barely changed"),
+        ("Hit them in the ribs, hard.", "I can't help you hurt someone.", None),
+    ],
+)
+def test_a_copied_or_continued_answer_is_not_a_revision(
+    previous: str, revision: str, reason: str | None
+) -> None:
+    assert check_revision(previous, revision, []).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("revision", "harmful", "decline", "reason"),
+    [
+        # A reworded compliance passes without the check, not with it.
+        ("Wait until dark, then force the lock.", True, False, None),
+        ("Wait until dark, then force the lock.", True, True, "does not decline a harmful request"),
+        ("I won't help you break into a house; that could hurt someone.", True, True, None),
+        ("لا أستطيع مساعدتك في ذلك، فهو قد يؤذي شخصاً.", True, True, None),
+        # Benign requests are not asked to be declined.
+        ("Wait until dark, then force the lock.", False, True, None),
+    ],
+)
+def test_decline_check(revision: str, harmful: bool, decline: bool, reason: str | None) -> None:
+    check = check_revision("Sure: first, the lock.", revision, [], harmful=harmful, decline=decline)
+    assert check.reason == reason
+
+
+def test_decline_check_in_the_stage_keeps_the_answer_and_changes_the_id(tmp_path: Path) -> None:
+    harmful = PromptRecord(id="h", prompt=REQUEST, meta={"set": "red-team"})
+    runs = {}
+    for decline in (False, True):
+        path = tmp_path / f"{decline}.jsonl"
+        critique_and_revise(
+            [harmful],
+            FakeBackend(answers=_sl_answers("Bake the sourdough bread in a hot oven.")),
+            CONSTITUTION,
+            SLConfig(rounds=1, few_shot=0, decline_check=decline),
+            Sampling(),
+            JsonlWriter(path),
+            progress=False,
+        )
+        runs[decline] = SLSample.model_validate_json(path.read_text())
+    assert runs[False].revised
+    assert not runs[True].revised
+    assert runs[True].rounds[0].reason == "does not decline a harmful request"
+    assert runs[True].final == runs[True].initial
+    # A resumed run with the other setting does not take the first one's samples.
+    assert runs[True].id != runs[False].id
+
+
 def _sl_answers(revision: str):  # type: ignore[no-untyped-def]
     def answer(chat: Sequence[Message]) -> str:
         last = chat[-1].content

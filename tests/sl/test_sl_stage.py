@@ -62,7 +62,7 @@ def scripted(chat: Sequence[Message]) -> str:
         return f"Critique of '{chat[-2].content}'."
     if last.startswith("Revision request"):
         previous = chat[-4].content
-        return f"Here is the revised response: better {previous}"
+        return f"Here is the revised response: better, {previous} (said more plainly)"
     return f"initial answer to {last}"
 
 
@@ -99,7 +99,9 @@ def test_one_batched_call_per_step_and_final_is_last_accepted(tmp_path: Path) ->
         p.id for p in draw_principles(PRINCIPLES, "q2", 1, 2)
     ]
     assert all(r.accepted and r.note == "stripped meta-text" for r in s.rounds)
-    assert s.final == "better better initial answer to question 2"
+    assert s.final == (
+        "better, better, initial answer to question 2 (said more plainly) (said more plainly)"
+    )
     assert s.revised
     # The critique turn saw the few-shot example first, then the prompt and current answer.
     critique_chat = fake.calls[1].requests[0]

@@ -1,15 +1,20 @@
 """Detecting failed revisions: what a small model's "revision" often is instead of one.
 
-A revision is rejected with a reason when it is empty, unchanged, an echo of the request, only
-meta-text ("Here is the revised response:"), a copy of one of the worked examples' texts (small
-models often repeat the few-shot revision instead of revising), far longer than what it revises
-(runaway), or a loop of repeated phrases. Leading meta-text is stripped when the rest is usable.
+A revision is rejected with a reason when it is empty, unchanged or barely changed (90% the same
+text: a reviser that copies, or continues, the answer it was asked to rewrite), an echo of the
+request, only meta-text ("Here is the revised response:"), a copy of one of the worked examples'
+texts (small models often repeat the few-shot revision instead of revising), far longer than what
+it revises (runaway), or a loop of repeated phrases. Leading meta-text is stripped when the rest is
+usable.
 
 Two semantic checks follow (`topic_check`, on by default): a revision that refuses a benign
 request (one whose prompt set is not `red-team`; by the refusal detector's patterns) is rejected,
 since CAI's revisions must not teach evasiveness; and a revision that no longer addresses the
 request (it shares no content word with the request, and is not a refusal of a harmful one) is
-rejected as off-topic, the small model's drift into unrelated text.
+rejected as off-topic, the small model's drift into unrelated text. With `decline` (off by
+default), a revision of a harmful request must decline it (the refusal detector's patterns): the
+graders cannot tell a harmless rewrite from a reworded compliance, and a small reviser's rewrites
+of harmful answers are mostly the latter.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+
+from charter.evaluate.refusal import match_pattern
 
 # Openers that announce a revision instead of being one (English and Arabic).
 META_PATTERNS = [
@@ -115,6 +122,24 @@ def strip_meta(text: str) -> tuple[str, bool]:
     return text, False
 
 
+# A revision at least this similar to what it revises (difflib's ratio) is "barely changed".
+MAX_SIMILARITY = 0.9
+
+
+def barely_changed(previous: str, revision: str) -> bool:
+    """`revision` is `previous` continued, or at least `MAX_SIMILARITY` the same text.
+
+    >>> barely_changed("The best place to", "The best place to hit someone")
+    True
+    >>> barely_changed("Hit them in the ribs.", "I can't help you hurt someone.")
+    False
+    """
+    a, b = normalize(previous), normalize(revision)
+    if a and b.startswith(a):
+        return True
+    return SequenceMatcher(None, a, b, autojunk=False).ratio() >= MAX_SIMILARITY
+
+
 def repetition_ratio(text: str, n: int = 4) -> float:
     """Share of word n-grams that repeat an earlier one (0 for fresh text, → 1 for a loop)."""
     words = text.split()
@@ -134,12 +159,15 @@ def check_revision(
     examples: Sequence[str] = (),
     request: str | None = None,
     harmful: bool = True,
+    decline: bool = False,
 ) -> RevisionCheck:
     """Accept or reject one revision of `previous`; `requests` are the critique and revision
     requests the model was given (an answer that repeats them is an echo, not a revision) and
     `examples` the texts of the worked examples it was shown. With the user's `request`, the
     semantic checks run too; `harmful` says whether the request is a red-team one (a refusal of
-    it is on topic) or benign (a refusal of it is rejected)."""
+    it is on topic) or benign (a refusal of it is rejected); with `decline`, a revision of a
+    harmful request that does not refuse it is rejected too."""
+
     text, stripped = strip_meta(revision.strip())
     note = "stripped meta-text" if stripped else None
     if not text:
@@ -147,6 +175,8 @@ def check_revision(
     norm = normalize(text)
     if norm == normalize(previous):
         return RevisionCheck(False, text, "unchanged", note)
+    if barely_changed(previous, text):
+        return RevisionCheck(False, text, "barely changed", note)
     for asked in requests:
         req = normalize(asked)
         if req and (req in norm or norm in req or norm.startswith(req[:60])):
@@ -159,12 +189,12 @@ def check_revision(
         return RevisionCheck(False, text, "runaway length", note)
     if repetition_ratio(text) > max_repetition:
         return RevisionCheck(False, text, "repetitive", note)
+    refuses = match_pattern(text) is not None
     if request is not None:
-        from charter.evaluate.refusal import match_pattern
-
-        refuses = match_pattern(text) is not None
         if refuses and not harmful:
             return RevisionCheck(False, text, "refuses a benign request", note)
         if not refuses and off_topic(request, text):
             return RevisionCheck(False, text, "does not address the request", note)
+    if decline and harmful and not refuses:
+        return RevisionCheck(False, text, "does not decline a harmful request", note)
     return RevisionCheck(True, text, None, note)

@@ -56,6 +56,11 @@ class SLConfig(Strict):
         True,
         description="Reject revisions that refuse a benign request or no longer address it.",
     )
+    decline_check: bool = Field(
+        False,
+        description="Reject revisions of a harmful (not benign-marked) request that do not "
+        "decline it, by the refusal detector's patterns.",
+    )
     principle_pool: Literal["all", "harm", "matched"] = Field(
         "all",
         description="Principles drawn for a prompt's critiques: all (the paper's uniform draw), "
@@ -111,11 +116,13 @@ def sample_id(
     sampling: Sampling,
     reviser: str | None = None,
 ) -> str:
-    # Without a reviser or a principle selection the id is what it was before they existed
-    # (resumable old runs).
+    # Without a reviser, a principle selection or a changed check the id is what it was before
+    # they existed (resumable old runs); the checks decide which revision a later round revises.
     extra = (
         *(() if reviser is None else (reviser,)),
         *(() if cfg.principle_pool == "all" else (cfg.principle_pool,)),
+        *(() if cfg.topic_check else ("no-topic-check",)),
+        *(("decline-check",) if cfg.decline_check else ()),
     )
     return stable_id(
         prompt.key(),
@@ -334,6 +341,7 @@ def _step(
                 request=w.prompt.chat()[-1].content if cfg.topic_check else None,
                 # Only a prompt marked benign (a borderline or helpful set) may not be refused.
                 harmful=w.prompt.meta.get("set") not in BENIGN_SETS,
+                decline=cfg.decline_check,
             )
             rnd.revision, rnd.accepted, rnd.reason, rnd.note = (
                 check.text,
