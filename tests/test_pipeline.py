@@ -247,3 +247,41 @@ def test_online_rl_options_the_run_sets_are_refused() -> None:
     check_config(load_config("quick", None, ["train.rl=rloo", "label.enabled=false"]))
     with pytest.raises(ConfigError, match=r"DPO \(train\.rl\) needs the label stage"):
         check_config(load_config("quick", None, ["label.enabled=false"]))
+
+
+def test_redteam_stage_added_to_a_finished_run_measures_every_model(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """`redteam.enabled=true` on a finished run: the attacks are put to the base and both
+    trained models, the evaluation is not redone, and the report gains the section."""
+    items = [
+        *[x for x in FAST if x != "train.enabled=false"],
+        f"train.model=hf:{tiny_model_dir}",
+        "sl.topic_check=false",  # the fake policy's revisions share no word with the request
+        "train.sft.max_steps=1",
+        "train.dpo.max_steps=1",
+        "evaluate.langs=[en]",
+        "evaluate.limit=1",
+    ]
+    base = ["run", "--preset", "quick", "--runs-dir", str(tmp_path), "--no-progress"]
+    r = run_cli([*base, *_sets(items)], timeout=900)
+    assert r.returncode == 0, r.stderr
+    root = tmp_path / "quick"
+    assert "Red-team attacks" not in (root / "report.html").read_text(encoding="utf-8")
+    red = ["redteam.enabled=true", "redteam.per_round=3", "redteam.target_max_new_tokens=8"]
+    r = run_cli([*base, "--resume", *_sets([*items, *red])], timeout=900)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((root / "redteam" / "metrics.json").read_text())
+    specs = json.loads((root / "eval" / "metrics.json").read_text())["config"]["models"]
+    assert set(metrics["targets"]) == set(specs.values())
+    assert {t["attack_success"]["n"] for t in metrics["targets"].values()} == {metrics["n_attacks"]}
+    assert metrics["config"]["judge"] == metrics["config"]["attacker"] == "fake"
+    stages = _manifest(root)
+    assert stages["redteam"]["status"] == "complete"
+    html = (root / "report.html").read_text(encoding="utf-8")
+    assert "Red-team attacks, before and after" in html
+    for name in ("base", "sl-cai", "rl-cai"):
+        assert f"<tr><td><b>{name}</b></td>" in html
+    # A setting the run decides itself is refused before anything runs.
+    r = run_cli([*base, "--resume", *_sets([*items, *red, "redteam.judge=embedded"])])
+    assert r.returncode != 0 and "redteam.judge" in r.stderr

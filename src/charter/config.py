@@ -20,6 +20,7 @@ from charter.evaluate.options import EvalOptions
 from charter.feedback.labeler import LabelConfig
 from charter.generate import MODEL_RENAMES, GenerationConfig, renamed_keys
 from charter.records import Strict
+from charter.redteam.run import RedteamConfig
 from charter.sl.revise import SLConfig
 from charter.train import DPOOptions, SFTOptions
 from charter.train.rewards import RewardSpec
@@ -147,6 +148,17 @@ class RunEvalConfig(EvalOptions):
     max_new_tokens: int = Field(128, ge=1, description="Most tokens per answer.")
 
 
+class RunRedteamConfig(RedteamConfig):
+    """Automated red-teaming before and after training (`charter redteam`'s options under the
+    same names): the feedback role writes attacks in `rounds` rounds, every evaluated model (the
+    base and the trained ones) answers them, the judge role decides which complied, and the
+    report shows each model's attack success. The run sets `attacker`, `targets`, `judge`,
+    `constitution`, `batch_size` and `seed`."""
+
+    enabled: bool = Field(False, description="Run this stage (after train, before evaluate).")
+    rounds: int = Field(1, ge=1, description="Attacker rounds (the first is zero-shot).")
+
+
 class RunConfig(Strict):
     """Everything a `charter run` depends on; written resolved to the run folder's config.yaml."""
 
@@ -176,6 +188,7 @@ class RunConfig(Strict):
     )
     label: RunLabelConfig = Field(default_factory=RunLabelConfig)
     train: RunTrainConfig = Field(default_factory=RunTrainConfig)
+    redteam: RunRedteamConfig = Field(default_factory=RunRedteamConfig)
     evaluate: RunEvalConfig = Field(default_factory=RunEvalConfig)
     executor: ExecutorConfig = Field(
         default_factory=ExecutorConfig, description="Where the model calls run (local, ray)."

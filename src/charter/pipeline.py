@@ -1,7 +1,7 @@
 """`charter run`: the whole CAI pipeline in one run folder, stage by stage, resumable.
 
 constitution → prompts → generate → sl → label → train (sft, then dpo and/or grpo/rloo) →
-evaluate → report.
+redteam (optional: attacks on the base and trained models) → evaluate → report.
 
 Each stage is recorded in the run's manifest with a hash of its inputs; `--resume` skips the
 stages already complete for the same inputs, and a changed input redoes that stage and every
@@ -24,6 +24,7 @@ from charter.backends.pool import BackendPool
 from charter.config import TEACHER, RunConfig
 from charter.errors import CharterError, ConfigError, RunFolderError
 from charter.records import PromptRecord, stable_id
+from charter.redteam.run import RedteamConfig
 from charter.runs import RunFolder, atomic_write_text, check_run_name, list_runs
 from charter.stage import StageContext, stages
 from charter.train import DPOOptions, SFTOptions
@@ -122,6 +123,8 @@ def check_config(cfg: RunConfig) -> None:
         trainable_model(cfg)
         train_options(cfg, Path("."))  # refuses options the run sets itself
         online_options(cfg, Path("."))
+    if cfg.redteam.enabled:
+        redteam_options(cfg, Path("."))  # refuses options the run sets itself
 
 
 def changed_fields(config: BaseModel, names: Iterable[str]) -> list[str]:
@@ -200,7 +203,7 @@ def online_options(cfg: RunConfig, root: Path) -> RLOptions | None:
 
 def collect_prompts(cfg: RunConfig) -> dict[str, list[PromptRecord]]:
     """Every prompt set the run uses, by role; raises on bad files before anything runs."""
-    from charter.data import helpful_mix, load_prompts
+    from charter.data import load_prompts, multilingual
 
     def split(s: str) -> str | None:
         return None if s == "all" else s
@@ -209,13 +212,13 @@ def collect_prompts(cfg: RunConfig) -> dict[str, list[PromptRecord]]:
         "generate": load_prompts(cfg.prompts)[: cfg.limit],
     }
     if cfg.sl.enabled:
-        sets["sl"] = load_prompts(cfg.sl.prompts, lang=cfg.sl.lang, split=split(cfg.sl.split))[
+        sets["sl"] = multilingual(cfg.sl.prompts, cfg.sl.languages(), split(cfg.sl.split))[
             : cfg.sl.limit
         ]
         sets["sl-helpful"] = (
-            helpful_mix(
+            multilingual(
                 cfg.sl.helpful_prompts,
-                cfg.sl.helpful_langs or [cfg.sl.lang],
+                cfg.sl.helpful_langs or cfg.sl.languages(),
                 split(cfg.sl.split),
             )
             if cfg.sl.helpful_ratio > 0
@@ -387,17 +390,81 @@ def _train_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
     return "; ".join(details)
 
 
+# What `charter run` sets in its `redteam` section itself.
+REDTEAM_RUN_SETS = ("attacker", "targets", "judge", "constitution", "batch_size", "seed")
+
+
+def redteam_options(cfg: RunConfig, root: Path) -> RedteamConfig:
+    """The `redteam` options of a run in `root`: the config's `redteam` section with the feedback
+    role as attacker, every evaluated model as a target, the judge role as judge."""
+    from charter.evaluate.stage import eval_options
+
+    clash = changed_fields(cfg.redteam, REDTEAM_RUN_SETS)
+    if clash:
+        raise ConfigError(f"`redteam.{clash[0]}` is set by the run; remove it")
+    data = cfg.redteam.model_dump(include=set(RedteamConfig.model_fields) - set(REDTEAM_RUN_SETS))
+    return RedteamConfig.model_validate(
+        {
+            **data,
+            "attacker": cfg.role("feedback")[0],
+            "targets": list(eval_options(cfg, root).models.values()),
+            "judge": cfg.role("judge")[0],
+            "constitution": cfg.constitution,
+            "batch_size": cfg.generation.batch_size,
+            "seed": cfg.seed,
+        }
+    )
+
+
+def _trained_hash(cfg: RunConfig, ctx: StageContext) -> str:
+    """The trained models' stage hashes: retrained models are measured again."""
+    trained = ["train/dpo", "train/sft"]
+    if cfg.train.online_algorithm:
+        trained.append(f"train/{cfg.train.online_algorithm}")
+    return stable_id(*(_stage_hash(ctx.runfolder, n) for n in trained), length=64)
+
+
+def _redteam_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
+    from charter.redteam.run import ATTACKS, METRICS, PROMPTS, STATE, run_redteam
+
+    opts = redteam_options(cfg, ctx.runfolder.path)
+    inner = ctx.inside("redteam")
+    from charter.evaluate.stage import eval_options
+
+    models = eval_options(cfg, ctx.runfolder.path).models
+    names = {spec: name for name, spec in models.items()}
+
+    def work() -> int:
+        # The stage's state.json resumes a killed run; a redone stage starts without it.
+        metrics = run_redteam(opts, inner.out, progress=ctx.progress, resume=True, pool=ctx.pool)
+        return int(metrics["n_attacks"])
+
+    outputs = [inner.file(n) for n in (ATTACKS, PROMPTS, METRICS, STATE)]
+    digest = stable_id(opts.model_dump(mode="json"), length=64)
+    ran = ctx.runfolder.run_stage(
+        "redteam", digest, outputs, work, records_hash=_trained_hash(cfg, ctx)
+    )
+    metrics = json.loads((inner.out / METRICS).read_text(encoding="utf-8"))
+    rates = ", ".join(
+        f"{names.get(spec, spec)} {t['attack_success']['rate']:.2f}"
+        for spec, t in metrics["targets"].items()
+    )
+    return _ran(ran is not None, f"{metrics['n_attacks']} attacks; attack success {rates}")
+
+
 def _evaluate_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
     from charter.evaluate.stage import EvalInputs, eval_options
 
     opts = eval_options(cfg, ctx.runfolder.path)
     # The trained models are its data: retrained models are evaluated again.
-    trained = ["train/dpo", "train/sft"]
-    if cfg.train.online_algorithm:
-        trained.append(f"train/{cfg.train.online_algorithm}")
-    models_hash = stable_id(*(_stage_hash(ctx.runfolder, n) for n in trained), length=64)
-    inputs = EvalInputs(models_hash=models_hash, report=ctx.runfolder.path / "report.html")
+    report = ctx.runfolder.path / "report.html"
+    inputs = EvalInputs(models_hash=_trained_hash(cfg, ctx), report=report)
     r = STAGES["evaluate"].run(ctx.inside("eval"), inputs, opts)
+    if r.complete and ctx.runfolder.outcomes.get("redteam", ("skipped", 0))[0] != "skipped":
+        # A red-team stage added to (or redone in) a finished run: the report shows it.
+        from charter.evaluate.report import write_report
+
+        write_report(ctx.runfolder.path / "eval", report, ctx.runfolder.path)
     return _ran(not r.complete, f"{len(opts.models)} models → {ctx.runfolder.path / 'report.html'}")
 
 
@@ -411,6 +478,7 @@ STEPS: list[tuple[str, Callable[[RunConfig], bool], Step]] = [
     ("sl", lambda cfg: cfg.sl.enabled, _sl_step),
     ("label", lambda cfg: cfg.label.enabled, _label_step),
     ("train", lambda cfg: cfg.train.enabled, _train_step),
+    ("redteam", lambda cfg: cfg.redteam.enabled, _redteam_step),
     ("evaluate", lambda cfg: cfg.evaluate.enabled, _evaluate_step),
 ]
 

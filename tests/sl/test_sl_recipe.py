@@ -16,7 +16,7 @@ from charter.generate import GenerationConfig
 from charter.records import Message, PromptRecord, Sampling
 from charter.runs import JsonlWriter, RunFolder
 from charter.sl import SLConfig, SLInputs, check_revision, critique_and_revise, run_sl
-from charter.sl.revise import SLSample, select_principles
+from charter.sl.revise import SLSample, sample_id, select_principles
 from charter.stage import StageContext
 
 REQUEST = "How do I bake sourdough bread at home?"
@@ -262,9 +262,9 @@ def test_reviser_teacher_of_a_fake_policy_is_the_policy(tmp_path: Path) -> None:
 def test_helpful_mix_takes_languages_in_turn(tmp_path: Path) -> None:
     """`helpful_langs=[en, ar]`: the mix's prefix holds both languages evenly, and each row
     says its language."""
-    from charter.data import helpful_mix
+    from charter.data import multilingual
 
-    mix = helpful_mix("builtin:helpful", ["en", "ar"], "train")
+    mix = multilingual("builtin:helpful", ["en", "ar"], "train")
     assert [p.meta["lang"] for p in mix[:4]] == ["en", "ar", "en", "ar"]
     run = RunFolder.open(tmp_path / "r", {"t": 1})
     ctx = StageContext(run, BackendPool(4), CONSTITUTION, progress=False)
@@ -276,3 +276,52 @@ def test_helpful_mix_takes_languages_in_turn(tmp_path: Path) -> None:
     rows = [json.loads(x) for x in (tmp_path / "r" / "sft.jsonl").read_text().splitlines()]
     langs = [r["meta"]["lang"] for r in rows if r["meta"]["source"] == "helpful"]
     assert sorted(langs) == ["ar", "ar", "en", "en"]
+
+
+def test_a_file_is_read_once_for_several_languages(tmp_path: Path) -> None:
+    from charter.data import multilingual
+
+    path = tmp_path / "p.jsonl"
+    path.write_text(
+        "".join(json.dumps({"id": f"q{i}", "prompt": f"q {i}"}) + "\n" for i in range(3))
+    )
+    assert [p.id for p in multilingual(str(path), ["en", "ar"], None)] == ["q0", "q1", "q2"]
+
+
+def test_sl_langs_revises_each_prompt_under_its_own_language(tmp_path: Path) -> None:
+    """`sl.langs=[en, ar]`: builtin red-team prompts of both languages in turn, each critiqued
+    with the constitution's principles in its own language, each sample and SFT row saying its
+    language; a one-language run keeps its sample ids."""
+    from charter.constitution.load import load_constitution
+    from charter.data import multilingual
+    from charter.evaluate.refusal import arabic_share
+
+    udhr = load_constitution("udhr")
+    prompts = multilingual("builtin:red-team", ["en", "ar"], "train")[:4]
+    assert [p.meta["lang"] for p in prompts] == ["en", "ar", "en", "ar"]
+    seen: list[str] = []
+
+    def answer(chat: Sequence[Message]) -> str:
+        seen.append(chat[-1].content)
+        return "I can't help with that, because it could hurt someone."
+
+    cfg = SLConfig(rounds=1, few_shot=0, langs=["en", "ar"])
+    run = RunFolder.open(tmp_path / "r", {"t": 1})
+    ctx = StageContext(run, BackendPool(4), udhr, progress=False)
+    policy = GenerationConfig(model="fake", model_options={"answers": answer}, batch_size=4)
+    summary = run_sl(ctx, SLInputs(prompts=prompts, policy=policy), cfg).summary
+    assert summary["langs"] == ["en", "ar"]
+    samples = [
+        SLSample.model_validate_json(x)
+        for x in (tmp_path / "r" / "samples.jsonl").read_text().splitlines()
+    ]
+    assert {s.prompt_id: s.lang for s in samples} == {p.key(): p.meta["lang"] for p in prompts}
+    for s in samples:
+        in_arabic = arabic_share(s.rounds[0].critique_request) > 0.5
+        assert in_arabic == (s.lang == "ar"), s.rounds[0].critique_request
+    # The English samples have the ids of an English-only run.
+    english = [p for p in prompts if p.meta["lang"] == "en"]
+    sha = udhr.localized("en").compute_sha256()
+    sampling = policy.sampling(0)
+    ids = {sample_id(p, sha, "fake", SLConfig(rounds=1, few_shot=0), sampling) for p in english}
+    assert ids <= {s.id for s in samples}

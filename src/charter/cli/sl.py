@@ -50,7 +50,8 @@ from charter.sl.revise import SLConfig
     help="builtin:NAME, a JSONL file, hh-rlhf:PATH or hf-dataset:ID.",
 )
 @OUT
-@options_from(SLConfig, exclude={"lang"})
+# `langs` is a run-config knob (`charter run --set sl.langs=[en,ar]`): here --lang picks one.
+@options_from(SLConfig, exclude={"lang", "langs"})
 @prompt_run_options
 @options_from(
     GenerationConfig,
@@ -91,7 +92,7 @@ def sl(
     from charter.backends.pool import BackendPool
     from charter.config import TEACHER, default_role
     from charter.constitution.load import load_constitution
-    from charter.data import helpful_mix
+    from charter.data import multilingual
     from charter.feedback import ModelRole
     from charter.runs import RunFolder
     from charter.sl import SL, SLInputs
@@ -114,7 +115,7 @@ def sl(
     prompts, selection = select_prompts(prompts_spec, lang=lang, split=split, limit=limit)
     chosen_split = None if selection["split"] == "all" else selection["split"]
     helpful = (
-        helpful_mix(cfg.helpful_prompts, cfg.helpful_langs or [lang], chosen_split)
+        multilingual(cfg.helpful_prompts, cfg.helpful_langs or [lang], chosen_split)
         if cfg.helpful_ratio > 0
         else []
     )

@@ -120,6 +120,7 @@ VOCABULARY: dict[str, str] = {
     "--helpful-ratio": "sl: helpful answers mixed into sft.jsonl per revised sample.",
     "--helpful-langs": "sl: languages of the helpful prompts mixed in, taken in turn (repeatable).",
     "--topic-check": "sl: reject revisions that refuse a benign request or drift off its topic.",
+    "--helpful-max-new-tokens": "sl: the longest helpful answer mixed in, in tokens.",
     "--decline-check": "sl: reject revisions of a harmful request that do not decline it.",
     "--principle-pool": "sl: the principles critiques draw from: all, harm or matched.",
     "--swap": "Also ask every item with (A) and (B) swapped.",

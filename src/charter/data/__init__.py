@@ -337,6 +337,13 @@ def interleave(groups: Sequence[Sequence[T]]) -> list[T]:
     return out
 
 
-def helpful_mix(source: str, langs: Sequence[str], split: str | None) -> list[PromptRecord]:
-    """The helpful prompts SL-CAI mixes into SFT: `source` in each of `langs`, in turn."""
-    return interleave([load_prompts(source, lang=lang, split=split) for lang in langs])
+def multilingual(source: str, langs: Sequence[str], split: str | None) -> list[PromptRecord]:
+    """`source` in each of `langs`, taken in turn (SL-CAI's prompts and its helpful mix); a
+    source without language versions (a file) is read once, not once per language."""
+    seen: set[str] = set()
+    out = []
+    for p in interleave([load_prompts(source, lang=lang, split=split) for lang in langs]):
+        if p.key() not in seen:
+            seen.add(p.key())
+            out.append(p)
+    return out

@@ -248,6 +248,29 @@ def _change(set_name: str, answers: dict[str, dict[str, Any]], models: Sequence[
     return f"{', '.join(newly)} {verb}" if newly else ""
 
 
+def redteam_summary(run_dir: Path | None, models: dict[str, str]) -> dict[str, Any] | None:
+    """The run's red-team stage (`redteam/metrics.json`), its targets named as the evaluation
+    names them (`models`: name → spec): attacks, attack success, refusals, judged compliance."""
+    path = None if run_dir is None else run_dir / "redteam" / "metrics.json"
+    if path is None or not path.exists():
+        return None
+    m = json.loads(path.read_text(encoding="utf-8"))
+    names = {spec: name for name, spec in models.items()}
+    rows = [
+        {
+            "model": names.get(spec, spec),
+            **{k: t[k] for k in ("attack_success", "refusal_rate", "judge_complied_rate")},
+        }
+        for spec, t in m["targets"].items()
+    ]
+    return {
+        "n_attacks": m["n_attacks"],
+        "config": m["config"],
+        "rows": rows,
+        "categories": sorted({c for t in m["targets"].values() for c in t["by_category"]}),
+    }
+
+
 def training_summary(run_dir: Path | None) -> dict[str, Any] | None:
     """The run's training evidence: SFT and DPO loss curves (their `loss.png`) and SL-CAI's
     acceptance per principle and rejection reasons (`sl/summary.json`)."""
@@ -356,6 +379,7 @@ def render_report(
         online=_online_summaries(run_dir),
         goal=metrics.get("goal") or goal(metrics),
         training=training_summary(run_dir),
+        redteam=redteam_summary(run_dir, config.get("models", {})),
         goal_checks=GOAL_NAMES,
         text_dir=text_dir,
     )

@@ -40,6 +40,12 @@ class SLConfig(Strict):
     rounds: int = Field(2, ge=1, description="Critique → revision rounds per prompt.")
     few_shot: int = Field(1, ge=0, description="Worked examples prepended to each critique.")
     lang: Literal["en", "ar"] = Field("en", description="Language of prompts and constitution.")
+    langs: list[Literal["en", "ar"]] = Field(
+        default_factory=list,
+        description="Languages revised, each prompt under the constitution in its own language "
+        "(its meta.lang; others: the first); `charter run` takes the prompts of each in turn. "
+        "Empty: lang.",
+    )
     chunk_size: int = Field(32, ge=1, description="Prompts taken through all rounds together.")
     max_growth: float = Field(4.0, gt=1.0, description="Reject revisions this many times longer.")
     helpful_ratio: float = Field(
@@ -47,6 +53,12 @@ class SLConfig(Strict):
     )
     helpful_prompts: str = Field(
         "builtin:helpful", description="Helpful prompts the policy answers for the mix."
+    )
+    helpful_max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Longest helpful answer mixed in; empty: the policy's max_new_tokens "
+        "(answers cut short there teach the trained model shorter answers).",
     )
     helpful_langs: list[Literal["en", "ar"]] = Field(
         default_factory=list,
@@ -67,6 +79,14 @@ class SLConfig(Strict):
         "harm (none tagged helpfulness) or matched (tagged with the prompt's harm category, "
         "else harm).",
     )
+
+    def languages(self) -> list[str]:
+        """The languages revised: `langs`, else `[lang]`."""
+        return list(self.langs) or [self.lang]
+
+    def of_language(self, lang: str) -> SLConfig:
+        """These settings for one language's prompts (the sample ids a one-language run has)."""
+        return self.model_copy(update={"lang": lang, "langs": []})
 
 
 class SLRound(Strict):

@@ -92,12 +92,15 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
         return None if reviser is None else ctx.pool.get(reviser.model, reviser.model_options)
 
     folder, run = ctx.out, ctx.runfolder
-    try:
-        localized = constitution.localized(cfg.lang)
-    except KeyError as e:
-        raise CharterError(
-            f"constitution {constitution.name!r} cannot be used with --lang {cfg.lang}: {e.args[0]}"
-        ) from None
+    groups = by_language(prompts, cfg)
+    localized = {}
+    for lang in groups:
+        try:
+            localized[lang] = constitution.localized(lang)
+        except KeyError as e:
+            raise CharterError(
+                f"constitution {constitution.name!r} cannot be used with --lang {lang}: {e.args[0]}"
+            ) from None
     atomic_write_text(folder / "constitution.yaml", dump_constitution(constitution))
     base = stable_id(
         constitution.compute_sha256(),
@@ -114,13 +117,23 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
         writer = JsonlWriter(samples_path, resume=True)
         b = backend.get()
         r = reviser_backend()
-        sha = localized.compute_sha256()
-        # Samples of prompts no longer asked for go; the others are kept and not redone.
         r_spec = r.spec if r is not None else None
-        writer.retain(sample_id(p, sha, b.spec, cfg, sampling, r_spec) for p in prompts)
-        return critique_and_revise(
-            prompts, b, localized, cfg, sampling, writer, progress=progress, reviser=r
+        # Samples of prompts no longer asked for go; the others are kept and not redone.
+        writer.retain(
+            sample_id(p, localized[lang].compute_sha256(), b.spec, lang_cfg, sampling, r_spec)
+            for lang, (lang_cfg, group) in groups.items()
+            for p in group
         )
+        total = SLRunStats()
+        for lang, (lang_cfg, group) in groups.items():
+            done = critique_and_revise(
+                group, b, localized[lang], lang_cfg, sampling, writer, progress=progress, reviser=r
+            )
+            total.written += done.written
+            total.skipped += done.skipped
+            total.completion_tokens += done.completion_tokens
+            total.seconds += done.seconds
+        return total
 
     records = stable_id([p.model_dump(mode="json") for p in prompts], length=64)
     stats = (
@@ -143,14 +156,17 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
     helpful_refused = 0
     if n_helpful and helpful:
         chosen = list(helpful)[:n_helpful]
+        helpful_sampling = sampling.model_copy(
+            update={"max_new_tokens": cfg.helpful_max_new_tokens or sampling.max_new_tokens}
+        )
         helpful_path = folder / HELPFUL
 
         def run_helpful() -> Any:
             writer = JsonlWriter(helpful_path, resume=True)
             b = backend.get()
-            writer.retain(generation_id(p, b.spec, sampling) for p in chosen)
+            writer.retain(generation_id(p, b.spec, helpful_sampling) for p in chosen)
             return generate_answers(
-                chosen, b, sampling, writer, batch_size=batch_size, progress=progress
+                chosen, b, helpful_sampling, writer, batch_size=batch_size, progress=progress
             )
 
         h_records = stable_id([p.model_dump(mode="json") for p in chosen], length=64)
@@ -198,6 +214,7 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
         summary["tokens_per_s"] = old.get("tokens_per_s")
     summary.update(
         lang=cfg.lang,
+        langs=list(groups) or cfg.languages(),
         rounds=cfg.rounds,
         constitution=constitution.name,
         constitution_sha256=constitution.compute_sha256(),
@@ -214,6 +231,30 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
         tokens_per_s=summary.get("tokens_per_s"),
         summary=summary,
     )
+
+
+def by_language(
+    prompts: list[PromptRecord], cfg: SLConfig
+) -> dict[str, tuple[SLConfig, list[PromptRecord]]]:
+    """Prompts grouped by the language they are revised in, with that language's settings: a
+    prompt's `meta.lang` when it is one of `cfg.languages()`, else the first of them (so a
+    one-language run revises every prompt in `cfg.lang`, as before `langs` existed).
+
+    >>> ps = [PromptRecord(id=i, prompt="q", meta={"lang": lang}) for i, lang in
+    ...       [("a", "en"), ("b", "ar"), ("c", "fr")]]
+    >>> groups = by_language(ps, SLConfig(langs=["en", "ar"]))
+    >>> {k: [p.id for p in g] for k, (_, g) in groups.items()}
+    {'en': ['a', 'c'], 'ar': ['b']}
+    >>> groups["ar"][0].lang, {k: len(g) for k, (_, g) in by_language(ps, SLConfig()).items()}
+    ('ar', {'en': 3})
+    """
+    languages = cfg.languages()
+    groups: dict[str, tuple[SLConfig, list[PromptRecord]]] = {}
+    for p in prompts:
+        lang = p.meta.get("lang")
+        lang = lang if lang in languages else languages[0]
+        groups.setdefault(lang, (cfg.of_language(lang), []))[1].append(p)
+    return groups
 
 
 SL: Stage[SLInputs, SLConfig, SLResult] = Stage(
