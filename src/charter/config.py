@@ -280,17 +280,33 @@ PRESETS: dict[str, dict[str, Any]] = {
             "few_shot": 1,
         },
     },
-    # For experiments: 128 train-split red-team prompts through two revision rounds and the AI
-    # labeller, SFT then DPO, and the whole eval split in English and Arabic. One to two hours on
-    # a 2-core CPU with the embedded model (docs/pipeline.md, "Results"); minutes on a GPU.
-    # `--set sl.limit=null --set label.limit=null` uses every train-split prompt.
+    # Issue #24's recipe at the scale of a 2-hour budget on a 2-core CPU (about an hour measured:
+    # docs/runs/default-recipe): 160 train-split red-team prompts, English and Arabic in turn
+    # (every Arabic one), each critiqued and revised by the stronger offline teacher under a
+    # principle of its harm category and the constitution in its own language; revisions that do
+    # not decline a harmful request, refuse a benign one, drift off topic or barely change are
+    # rejected; two helpful answers (up to 160 tokens, both languages) per revised sample are
+    # mixed into SFT (4 epochs); then DPO on 64 labelled pairs, red-team attacks on every model,
+    # and the whole eval split in English and Arabic.
     "default": {
         "name": "default",
-        "generation": {"max_new_tokens": 128, "batch_size": 16},
-        "sl": {"limit": 128, "rounds": 2, "few_shot": 1, "chunk_size": 32},
-        "label": {"limit": 128, "principles_per_pair": 4, "few_shot": 2},
-        "train": {"sft": {"epochs": 2}, "dpo": {"epochs": 1}},
-        "evaluate": {"principles_per_pair": 2},
+        "generation": {"max_new_tokens": 96, "batch_size": 16},
+        "reviser": {"model": TEACHER},
+        "sl": {
+            "limit": 160,
+            "langs": ["en", "ar"],
+            "rounds": 1,
+            "few_shot": 1,
+            "chunk_size": 32,
+            "principle_pool": "matched",
+            "decline_check": True,
+            "helpful_ratio": 2.0,
+            "helpful_max_new_tokens": 160,
+        },
+        "label": {"limit": 64, "principles_per_pair": 2, "few_shot": 1},
+        "train": {"sft": {"epochs": 4}, "dpo": {"epochs": 1}},
+        "redteam": {"enabled": True, "per_round": 16},
+        "evaluate": {"max_new_tokens": 160, "principles_per_pair": 1, "few_shot": 1},
     },
 }
 
