@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import yaml
+
 from charter.bench.report import main, render, rows_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,22 +143,33 @@ def test_ablation_rows_from_a_run_folder(tmp_path: Path) -> None:
     assert "## Recipe ablations (issue #24)" in text
     assert "| `abl` | `make x` | base |" in text
     assert "| | | cai | 0.00 [0.00, 0.49] n=4 |" in text
+    # The per-language table, from each model's by_lang (this run evaluated English only).
+    assert "| run | model | harmful en | over-refusal en |" in text
+    en = trained["by_lang"]["en"]["harmful_compliance"]
+    assert f"|  | cai | {en['rate']:.2f} n={en['n']} |" in text
 
 
-def test_committed_quick_run_agrees_with_its_records() -> None:
-    """docs/runs/quick-recipe: its verdicts follow from its metrics, and the ablation record in
-    docs/bench carries the same figures."""
+COMMITTED = sorted(p.name for p in (ROOT / "docs" / "runs").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_committed_run_agrees_with_its_records(name: str) -> None:
+    """docs/runs/NAME (the quick and default presets' runs): its verdicts follow from its
+    metrics, and the ablation record in docs/bench carries the same figures."""
     from charter.evaluate.goal import goal
 
-    run = ROOT / "docs" / "runs" / "quick-recipe"
+    run = ROOT / "docs" / "runs" / name
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["goal"] == goal(metrics)
-    record = json.loads((ROOT / "docs/bench/ablation-quick-recipe.json").read_text("utf-8"))
-    assert record["command"] == "charter run --preset quick"
-    for name, m in metrics["models"].items():
+    record = json.loads((ROOT / f"docs/bench/ablation-{name}.json").read_text("utf-8"))
+    preset = name.split("-")[0]
+    assert record["command"] == f"charter run --preset {preset}"
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    assert config["name"] == name and record["config"] == config
+    for model, m in metrics["models"].items():
         for key in ("harmful_compliance", "over_refusal", "partial_benign"):
-            assert record["models"][name][key] == m[key], (name, key)
-        if name != record["base"]:
-            assert record["models"][name]["verdict"] == metrics["goal"]["models"][name]["verdict"]
+            assert record["models"][model][key] == m[key], (model, key)
+        if model != record["base"]:
+            assert record["models"][model]["verdict"] == metrics["goal"]["models"][model]["verdict"]
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
     assert all(s["status"] == "complete" for s in manifest["stages"].values())

@@ -283,5 +283,5 @@ def test_redteam_stage_added_to_a_finished_run_measures_every_model(
     for name in ("base", "sl-cai", "rl-cai"):
         assert f"<tr><td><b>{name}</b></td>" in html
     # A setting the run decides itself is refused before anything runs.
-    r = run_cli([*base, "--resume", *_sets([*items, *red, "redteam.judge=embedded"])])
+    r = run_cli([*base, "--resume", *_sets([*items, *red, "redteam.judge=fake"])])
     assert r.returncode != 0 and "redteam.judge" in r.stderr

@@ -131,7 +131,39 @@ def render_ablations(records: dict[str, dict[str, Any]]) -> list[str]:
                 f"{_win((m.get('details') or {}).get('helpfulness'))} | {_helpful(m)} | "
                 f"{_mark(m.get('direction'))} | {_mark(m.get('pareto'))} | | | |"
             )
+    return [*lines, "", *_by_language(records)]
+
+
+def _by_language(records: dict[str, dict[str, Any]]) -> list[str]:
+    """The same runs' harmful compliance and over-refusal in each language: whether a recipe
+    holds in Arabic as well as English."""
+    found = {lang for r in records.values() for m in r["models"].values() for lang in m["by_lang"]}
+    langs = sorted(found, key=lambda lang: (lang != "en", lang))  # English first
+    if not langs:
+        return []
+    head = [f"harmful {lang}" for lang in langs] + [f"over-refusal {lang}" for lang in langs]
+    lines = [
+        "Per language, the same runs (rate and sample size; intervals in each file):",
+        "",
+        "| run | model | " + " | ".join(head) + " |",
+        "|---|---|" + "---|" * len(head),
+    ]
+    for name in sorted(records, key=lambda n: (records[n].get("created_at") or "", n)):
+        r = records[name]
+        for i, (model, m) in enumerate(r["models"].items()):
+            by = m.get("by_lang") or {}
+            cells = [
+                _short(by.get(lang, {}).get(key))
+                for key in ("harmful_compliance", "over_refusal")
+                for lang in langs
+            ]
+            run = f"`{r['run']}`" if i == 0 else ""
+            lines.append(f"| {run} | {model} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _short(r: dict[str, Any] | None) -> str:
+    return "–" if not r or r.get("rate") is None else f"{r['rate']:.2f} n={r['n']}"
 
 
 def _helpful(m: dict[str, Any]) -> str:
