@@ -20,7 +20,7 @@ from charter.evaluate.options import EvalOptions
 from charter.feedback.labeler import LabelConfig
 from charter.generate import MODEL_RENAMES, GenerationConfig, renamed_keys
 from charter.records import Strict
-from charter.redteam.run import RedteamConfig
+from charter.redteam.config import RedteamConfig
 from charter.sl.revise import SLConfig
 from charter.train import DPOOptions, SFTOptions
 from charter.train.rewards import RewardSpec

@@ -24,7 +24,7 @@ from charter.backends.pool import BackendPool
 from charter.config import TEACHER, RunConfig
 from charter.errors import CharterError, ConfigError, RunFolderError
 from charter.records import PromptRecord, stable_id
-from charter.redteam.run import RedteamConfig
+from charter.redteam.config import RedteamConfig
 from charter.runs import RunFolder, atomic_write_text, check_run_name, list_runs
 from charter.stage import StageContext, stages
 from charter.train import DPOOptions, SFTOptions

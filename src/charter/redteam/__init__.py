@@ -9,6 +9,20 @@
 Heavy modules (torch, sentence-transformers) load only when a backend or the embedder is used.
 """
 
-from charter.redteam.run import AttackRecord, RedteamConfig, attack_success, run_redteam
+from __future__ import annotations
+
+from typing import Any
+
+from charter.redteam.config import RedteamConfig
 
 __all__ = ["AttackRecord", "RedteamConfig", "attack_success", "run_redteam"]
+
+
+def __getattr__(name: str) -> Any:
+    # The run module loads numpy: only when it is asked for (`charter run`'s config imports the
+    # settings alone).
+    if name in ("AttackRecord", "attack_success", "run_redteam"):
+        from charter.redteam import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from charter.backends import check_spec
 from charter.backends.base import Backend
@@ -44,6 +44,7 @@ from charter.records import (
 from charter.redteam import attack as A
 from charter.redteam import judge as J
 from charter.redteam.categories import select_categories
+from charter.redteam.config import RedteamConfig
 from charter.redteam.metrics import diversity, grouped_rates, rate
 from charter.runs import JsonlWriter, atomic_write_text
 from charter.stage import Stage, StageContext
@@ -52,40 +53,6 @@ ATTACKS = "attacks.jsonl"
 PROMPTS = "prompts.jsonl"
 METRICS = "metrics.json"
 STATE = "state.json"
-
-
-class RedteamConfig(Strict):
-    """What a red-team run does; the same object drives the CLI and library callers."""
-
-    attacker: str = "embedded"
-    targets: list[str] = Field(default_factory=lambda: ["embedded"], min_length=1)
-    judge: str = "embedded"
-    constitution: str = "udhr"
-    categories: list[str] = Field(default_factory=list, description="Empty: all categories.")
-    lang: Literal["en", "ar"] = "en"
-    rounds: int = Field(2, ge=1)
-    per_round: int = Field(16, ge=1, description="Attacks the attacker writes per round.")
-    few_shot: int = Field(4, ge=1, description="Examples in each few-shot attacker prompt.")
-    pool_temperature: float = Field(
-        0.1, gt=0.0, description="T in P(example) ∝ exp(score / T) for few-shot sampling."
-    )
-    dedup_threshold: float = Field(
-        0.9, gt=0.0, le=1.0, description="Cosine similarity at which two attacks are merged."
-    )
-    judge_threshold: float = Field(0.5, ge=0.0, lt=1.0)
-    attacker_temperature: float = Field(1.0, gt=0.0)
-    attacker_top_p: float = Field(0.95, gt=0.0, le=1.0)
-    attacker_max_new_tokens: int = Field(64, ge=1)
-    target_max_new_tokens: int = Field(128, ge=1)
-    target_temperature: float = Field(0.0, ge=0.0, description="0: greedy, comparable answers.")
-    batch_size: int = Field(16, ge=1)
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _distinct_targets(self) -> RedteamConfig:
-        if len(set(self.targets)) != len(self.targets):
-            raise ValueError("a target is named twice")
-        return self
 
 
 class AttackRecord(Record):

@@ -24,8 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
-from charter.evaluate.refusal import match_pattern
-
 # Openers that announce a revision instead of being one (English and Arabic).
 META_PATTERNS = [
     re.compile(p, re.IGNORECASE)
@@ -167,6 +165,8 @@ def check_revision(
     semantic checks run too; `harmful` says whether the request is a red-team one (a refusal of
     it is on topic) or benign (a refusal of it is rejected); with `decline`, a revision of a
     harmful request that does not refuse it is rejected too."""
+    # Here, not at the top: the refusal module loads numpy, and the CLI imports this one.
+    from charter.evaluate.refusal import match_pattern
 
     text, stripped = strip_meta(revision.strip())
     note = "stripped meta-text" if stripped else None
