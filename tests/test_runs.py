@@ -86,6 +86,20 @@ def test_run_folder_stages_and_invalidation(tmp_path: Path) -> None:
     assert not (tmp_path / "r" / "two.jsonl").exists()
 
 
+def test_options_hashed_as_an_earlier_release_did_resume(tmp_path: Path) -> None:
+    """A stage recorded under `earlier_hashes` (the same options, hashed the old way) is the
+    same stage: skipped when complete, and recorded under today's hash from then on."""
+    run = RunFolder.open(tmp_path / "r", {})
+    assert run.begin_stage("sl", "old", ["sl.jsonl"])
+    (tmp_path / "r" / "sl.jsonl").write_text('{"id": "a"}\n')
+    run.finish_stage("sl", 1)
+    with pytest.raises(RunFolderError, match="other options"):
+        run.begin_stage("sl", "new", ["sl.jsonl"])
+    assert not run.begin_stage("sl", "new", ["sl.jsonl"], earlier_hashes=("old",))
+    assert run.manifest.stages["sl"].input_hash == "new"
+    assert not run.begin_stage("sl", "new", ["sl.jsonl"])
+
+
 def test_changed_records_keep_finished_work(tmp_path: Path) -> None:
     """A per-record stage whose input records changed keeps its outputs and runs again (to
     compute the new records); any other stage is redone."""

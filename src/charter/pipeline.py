@@ -203,7 +203,7 @@ def online_options(cfg: RunConfig, root: Path) -> RLOptions | None:
 
 def collect_prompts(cfg: RunConfig) -> dict[str, list[PromptRecord]]:
     """Every prompt set the run uses, by role; raises on bad files before anything runs."""
-    from charter.data import load_prompts, multilingual
+    from charter.data import load_prompts, mixed, multilingual
 
     def split(s: str) -> str | None:
         return None if s == "all" else s
@@ -216,8 +216,8 @@ def collect_prompts(cfg: RunConfig) -> dict[str, list[PromptRecord]]:
             : cfg.sl.limit
         ]
         sets["sl-helpful"] = (
-            multilingual(
-                cfg.sl.helpful_prompts,
+            mixed(
+                cfg.sl.helpful_sources(),
                 cfg.sl.helpful_langs or cfg.sl.languages(),
                 split(cfg.sl.split),
             )

@@ -399,6 +399,7 @@ class RunFolder:
         records_hash: str | None = None,
         per_record: bool = False,
         ask: bool = True,
+        earlier_hashes: Sequence[str] = (),
     ) -> bool:
         """Mark `name` running; return False when it is already complete for these inputs.
 
@@ -408,10 +409,13 @@ class RunFolder:
         is false (cheap stages); then its outputs are discarded and it runs again. When only
         the records changed, a `per_record` stage keeps its outputs (it computes the new
         records and drops the ones no longer asked for); any other stage is redone. Later
-        stages see their own inputs change through their hashes.
+        stages see their own inputs change through their hashes. `earlier_hashes` are these
+        options as an earlier release hashed them: a run folder it made resumes.
         """
         stages = self.manifest.stages
         previous = stages.get(name)
+        if previous is not None and previous.input_hash in earlier_hashes:
+            previous.input_hash = input_hash
         existing = sum(_jsonl_lines(self.path / o) for o in outputs if o.endswith(".jsonl"))
         if previous is not None and name in self.redo:
             self._discard(name)
@@ -472,13 +476,20 @@ class RunFolder:
         records_hash: str | None = None,
         per_record: bool = False,
         ask: bool = True,
+        earlier_hashes: Sequence[str] = (),
     ) -> T | None:
         """Run `fn` as stage `name` with the manifest's bookkeeping: its result, or None (and
         nothing run) when the stage is already complete for these inputs (see `begin_stage`).
         A failure is recorded and re-raised. The record count is `records(result)`, or the
         result itself."""
         if not self.begin_stage(
-            name, input_hash, outputs, records_hash=records_hash, per_record=per_record, ask=ask
+            name,
+            input_hash,
+            outputs,
+            records_hash=records_hash,
+            per_record=per_record,
+            ask=ask,
+            earlier_hashes=earlier_hashes,
         ):
             return None
         try:

@@ -325,3 +325,89 @@ def test_sl_langs_revises_each_prompt_under_its_own_language(tmp_path: Path) -> 
     sampling = policy.sampling(0)
     ids = {sample_id(p, sha, "fake", SLConfig(rounds=1, few_shot=0), sampling) for p in english}
     assert ids <= {s.id for s in samples}
+
+
+def test_contrast_prompts_join_the_helpful_mix_in_turn(tmp_path: Path) -> None:
+    """`contrast_prompts=builtin:borderline`: benign prompts that look harmful alternate with
+    the helpful ones (train split only: the eval split's borderline prompts stay held out), and
+    each mixed-in row names its set."""
+    from charter.data import load_prompts, mixed
+
+    cfg = SLConfig(rounds=1, few_shot=0, helpful_ratio=2.0, contrast_prompts="builtin:borderline")
+    mix = mixed(cfg.helpful_sources(), ["en"], "train")
+    assert [p.meta["set"] for p in mix[:4]] == ["helpful", "borderline"] * 2
+    held_out = {p.id for p in load_prompts("builtin:borderline", split="eval")}
+    assert held_out and not held_out & {p.id for p in mix}
+    run = RunFolder.open(tmp_path / "r", {"t": 1})
+    ctx = StageContext(run, BackendPool(4), CONSTITUTION, progress=False)
+    answers = _sl_answers("A violent request answered safely.")
+    policy = GenerationConfig(model="fake", model_options={"answers": answers}, batch_size=4)
+    prompts = [PromptRecord(id=f"q{i}", prompt=f"violent request {i}") for i in range(2)]
+    summary = run_sl(ctx, SLInputs(prompts=prompts, helpful=mix, policy=policy), cfg).summary
+    assert summary["helpful_by_set"] == {"helpful": 2, "borderline": 2}
+    rows = [json.loads(x) for x in (tmp_path / "r" / "sft.jsonl").read_text().splitlines()]
+    sets = [r["meta"]["set"] for r in rows if r["meta"]["source"] == "helpful"]
+    assert sorted(sets) == ["borderline", "borderline", "helpful", "helpful"]
+
+
+def test_a_changed_helpful_mix_keeps_the_revisions(tmp_path: Path) -> None:
+    """The revisions' manifest step depends on the revision settings only: a resumed run with
+    another helpful mix answers the new helpful prompts and revises nothing again."""
+    from charter.data import mixed
+
+    revisions: list[str] = []
+
+    def answer(chat: Sequence[Message]) -> str:
+        if chat[-1].content.startswith("Revise"):
+            revisions.append(chat[-1].content)
+        return _sl_answers("A violent request answered safely.")(chat)
+
+    policy = GenerationConfig(model="fake", model_options={"answers": answer}, batch_size=4)
+    prompts = [PromptRecord(id=f"q{i}", prompt=f"violent request {i}") for i in range(2)]
+    first = SLConfig(rounds=1, few_shot=0, helpful_ratio=1.0)
+    second = first.model_copy(
+        update={"helpful_ratio": 2.0, "contrast_prompts": "builtin:borderline"}
+    )
+    summaries = []
+    for cfg, resume in ((first, False), (second, True)):
+        run = RunFolder.open(tmp_path / "r", {"t": 1}, resume=resume)
+        ctx = StageContext(run, BackendPool(4), CONSTITUTION, progress=False)
+        mix = mixed(cfg.helpful_sources(), ["en"], "train")
+        inputs = SLInputs(prompts=prompts, helpful=mix, policy=policy)
+        summaries.append(run_sl(ctx, inputs, cfg).summary)
+    assert len(revisions) == 2  # the first run's two prompts, none again
+    assert summaries[0]["helpful_by_set"] == {"helpful": 2}
+    assert summaries[1]["helpful_by_set"] == {"helpful": 2, "borderline": 2}
+    assert summaries[1]["n_revised"] == 2
+
+
+def test_a_run_folder_of_the_previous_release_resumes_its_revisions(tmp_path: Path) -> None:
+    """The committed default run's manifest hashed every SL setting into the revisions' step;
+    today's code recognises that hash (the same settings), so the run's revisions are not
+    redone and no model is loaded."""
+    import shutil
+
+    import yaml
+
+    from charter.config import RunConfig
+    from charter.constitution.load import load_constitution
+    from charter.feedback import ModelRole
+    from charter.pipeline import collect_prompts
+
+    committed = Path(__file__).parents[2] / "docs" / "runs" / "default-recipe"
+    cfg = RunConfig.model_validate(yaml.safe_load((committed / "config.yaml").read_text()))
+    folder = tmp_path / "r"
+    folder.mkdir()
+    shutil.copy(committed / "manifest.json", folder / "manifest.json")
+    run = RunFolder.open(folder, {"t": 1}, resume=True)
+    ctx = StageContext(run, BackendPool(1), load_constitution(cfg.constitution), progress=False)
+    sl_cfg = SLConfig.model_validate(cfg.sl.model_dump(include=set(SLConfig.model_fields)))
+    spec, options = cfg.role("reviser")
+    inputs = SLInputs(
+        prompts=collect_prompts(cfg)["sl"],
+        policy=cfg.generation,
+        reviser=ModelRole(model=spec, model_options=options),
+    )
+    run_sl(ctx.inside("sl"), inputs, sl_cfg)
+    assert run.outcomes["sl"] == ("skipped", 160)
+    assert ctx.pool.loaded() == 0

@@ -92,7 +92,7 @@ def sl(
     from charter.backends.pool import BackendPool
     from charter.config import TEACHER, default_role
     from charter.constitution.load import load_constitution
-    from charter.data import multilingual
+    from charter.data import mixed
     from charter.feedback import ModelRole
     from charter.runs import RunFolder
     from charter.sl import SL, SLInputs
@@ -115,7 +115,7 @@ def sl(
     prompts, selection = select_prompts(prompts_spec, lang=lang, split=split, limit=limit)
     chosen_split = None if selection["split"] == "all" else selection["split"]
     helpful = (
-        multilingual(cfg.helpful_prompts, cfg.helpful_langs or [lang], chosen_split)
+        mixed(cfg.helpful_sources(), cfg.helpful_langs or [lang], chosen_split)
         if cfg.helpful_ratio > 0
         else []
     )

@@ -68,6 +68,8 @@ VOCABULARY: dict[str, str] = {
     "--n": "How many items the command makes or measures.",
     "--pairs-from": "label: label these prompt/chosen/rejected rows instead of sampling pairs.",
     "--helpful-prompts": "sl: the helpful prompts whose answers are mixed into sft.jsonl.",
+    "--contrast-prompts": "sl: benign prompts that look harmful, answered and mixed in with the "
+    "helpful prompts (builtin:borderline).",
     "--statements": "collective: the statements of a conversation (a file), or how many "
     "statements a synthetic benchmark makes.",
     "--participants": "bench collective: how many synthetic participants.",

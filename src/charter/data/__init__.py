@@ -337,6 +337,11 @@ def interleave(groups: Sequence[Sequence[T]]) -> list[T]:
     return out
 
 
+def mixed(sources: Sequence[str], langs: Sequence[str], split: str | None) -> list[PromptRecord]:
+    """Each of `sources` in each of `langs` (`multilingual`), the sources taken in turn."""
+    return interleave([multilingual(s, langs, split) for s in sources])
+
+
 def multilingual(source: str, langs: Sequence[str], split: str | None) -> list[PromptRecord]:
     """`source` in each of `langs`, taken in turn (SL-CAI's prompts and its helpful mix); a
     source without language versions (a file) is read once, not once per language."""

@@ -33,6 +33,15 @@ SFT = "sft.jsonl"
 SUMMARY = "summary.json"
 HELPFUL = "helpful.jsonl"
 
+# SLConfig fields that only shape the helpful answers mixed into sft.jsonl.
+HELPFUL_MIX_FIELDS = (
+    "helpful_ratio",
+    "helpful_prompts",
+    "contrast_prompts",
+    "helpful_max_new_tokens",
+    "helpful_langs",
+)
+
 
 class SLConfig(Strict):
     """Settings of the SL-CAI stage (the `sl` section of a run config)."""
@@ -53,6 +62,12 @@ class SLConfig(Strict):
     )
     helpful_prompts: str = Field(
         "builtin:helpful", description="Helpful prompts the policy answers for the mix."
+    )
+    contrast_prompts: str | None = Field(
+        None,
+        description="Benign prompts that look harmful (builtin:borderline), answered by the "
+        "policy and mixed in with the helpful prompts, taken in turn, so that the model learns "
+        "where declining stops; empty: none.",
     )
     helpful_max_new_tokens: int | None = Field(
         None,
@@ -83,6 +98,15 @@ class SLConfig(Strict):
     def languages(self) -> list[str]:
         """The languages revised: `langs`, else `[lang]`."""
         return list(self.langs) or [self.lang]
+
+    def revision_settings(self) -> dict[str, Any]:
+        """The settings the revisions depend on (not the helpful mix's, which has its own
+        manifest step): a changed mix does not redo an hour of revisions."""
+        return self.model_dump(mode="json", exclude=set(HELPFUL_MIX_FIELDS))
+
+    def helpful_sources(self) -> list[str]:
+        """The prompt sources of the helpful mix: `helpful_prompts`, then `contrast_prompts`."""
+        return [self.helpful_prompts, *([self.contrast_prompts] if self.contrast_prompts else [])]
 
     def of_language(self, lang: str) -> SLConfig:
         """These settings for one language's prompts (the sample ids a one-language run has)."""

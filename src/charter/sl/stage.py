@@ -5,6 +5,7 @@ algorithm itself is `charter.sl.revise`."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -102,13 +103,19 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
                 f"constitution {constitution.name!r} cannot be used with --lang {lang}: {e.args[0]}"
             ) from None
     atomic_write_text(folder / "constitution.yaml", dump_constitution(constitution))
-    base = stable_id(
-        constitution.compute_sha256(),
-        backend_spec,
-        cfg.model_dump(mode="json"),
-        sampling.model_dump(mode="json"),
-        *(() if reviser_spec is None else (reviser_spec,)),
-        length=64,
+
+    def options_hash(settings: dict[str, Any]) -> str:
+        reviser_part = () if reviser_spec is None else (reviser_spec,)
+        dumped = sampling.model_dump(mode="json")
+        sha = constitution.compute_sha256()
+        return stable_id(sha, backend_spec, settings, dumped, *reviser_part, length=64)
+
+    base = options_hash(cfg.revision_settings())
+    # Releases before the helpful mix had its own hash hashed every setting of both steps.
+    earlier = (
+        ()
+        if cfg.contrast_prompts
+        else (options_hash(cfg.model_dump(mode="json", exclude={"contrast_prompts"})),)
     )
     stats = SLRunStats()
     samples_path = folder / SAMPLES
@@ -145,6 +152,7 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
             _count,
             records_hash=records,
             per_record=True,
+            earlier_hashes=earlier,
         )
         or stats
     )
@@ -172,15 +180,17 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
         h_records = stable_id([p.model_dump(mode="json") for p in chosen], length=64)
         run.run_stage(
             "sl/helpful",
-            base,
+            stable_id(backend_spec, helpful_sampling.model_dump(mode="json"), length=64),
             [ctx.file(HELPFUL)],
             run_helpful,
             _count,
             records_hash=h_records,
             per_record=True,
+            earlier_hashes=earlier,
         )
         from charter.evaluate.refusal import arabic_share, match_pattern
 
+        sets = {p.id: p.meta.get("set") for p in chosen}
         for g in read_jsonl(helpful_path, GenerationRecord):
             # A refusal of a helpful prompt would teach the evasiveness CAI is meant to remove.
             if cfg.topic_check and match_pattern(g.completion) is not None:
@@ -196,6 +206,7 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
                         meta={
                             "source": "helpful",
                             "prompt_id": g.prompt_id,
+                            "set": sets.get(g.prompt_id),
                             # The mix may hold several languages (`helpful_langs`).
                             "lang": "ar"
                             if arabic_share(g.messages[-1].content) >= 0.5
@@ -221,6 +232,8 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
         backend=redact_spec(backend_spec),
         reviser=None if reviser_spec is None else redact_spec(reviser_spec),
         helpful_refused=helpful_refused,
+        # How many of the mixed-in answers each prompt set gave (helpful, borderline contrast).
+        helpful_by_set=dict(Counter(str(r.meta.get("set")) for r in helpful_rows)),
     )
     atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return SLResult(
