@@ -14,7 +14,7 @@ import pytest
 
 from charter.config import load_config
 from charter.errors import CharterError, ConfigError
-from charter.pipeline import check_config, trainable_model
+from charter.pipeline import check_config, train_options, trainable_model
 from conftest import run_cli
 
 # The fake policy answers instantly (or with a delay per call); training needs real weights, so
@@ -247,6 +247,10 @@ def test_online_rl_options_the_run_sets_are_refused() -> None:
     check_config(load_config("quick", None, ["train.rl=rloo", "label.enabled=false"]))
     with pytest.raises(ConfigError, match=r"DPO \(train\.rl\) needs the label stage"):
         check_config(load_config("quick", None, ["label.enabled=false"]))
+    # DPO on SL-CAI's own pairs does not either, and trains on the SL stage's pairs.jsonl.
+    own = load_config("quick", None, ["label.enabled=false", "train.pairs=sl"])
+    check_config(own)
+    assert train_options(own, Path("r"))[1].data == Path("r") / "sl" / "pairs.jsonl"
 
 
 def test_redteam_stage_added_to_a_finished_run_measures_every_model(

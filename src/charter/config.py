@@ -114,6 +114,12 @@ class RunTrainConfig(Strict):
         description="RL-CAI after SFT: dpo (offline, on the label stage's soft labels), grpo or "
         "rloo (online, the feedback model judging samples), or dpo+grpo / dpo+rloo (both).",
     )
+    pairs: Literal["label", "sl"] = Field(
+        "label",
+        description="What DPO trains on: label (the label stage's AI-labelled pairs, the "
+        "paper's RL-CAI) or sl (SL-CAI's own pairs, sl/pairs.jsonl: each accepted revision over "
+        "the answer it revised, each helpful answer of the mix over a decline).",
+    )
     sft: RunSFTOptions = Field(default_factory=RunSFTOptions)
     dpo: RunDPOOptions = Field(default_factory=RunDPOOptions)
     online: RunRLOptions = Field(default_factory=RunRLOptions)

@@ -116,9 +116,10 @@ def check_config(cfg: RunConfig) -> None:
     if cfg.train.enabled:
         if not cfg.sl.enabled:
             raise ConfigError("the train stage needs the sl stage (enable it)")
-        if cfg.train.dpo_enabled and not cfg.label.enabled:
+        if cfg.train.dpo_enabled and cfg.train.pairs == "label" and not cfg.label.enabled:
             raise ConfigError(
-                "DPO (train.rl) needs the label stage: enable it, or set train.rl=grpo or rloo"
+                "DPO (train.rl) needs the label stage: enable it, set train.pairs=sl, or set "
+                "train.rl=grpo or rloo"
             )
         trainable_model(cfg)
         train_options(cfg, Path("."))  # refuses options the run sets itself
@@ -144,7 +145,9 @@ def train_options(cfg: RunConfig, root: Path) -> tuple[SFTOptions, DPOOptions]:
         "sft": {"model": model, "data": root / "sl" / "sft.jsonl", "out": root / "train" / "sft"},
         "dpo": {
             "model": f"hf:{root / 'train' / 'sft' / 'merged'}",
-            "data": root / "label" / "prefs.jsonl",
+            "data": root / "label" / "prefs.jsonl"
+            if cfg.train.pairs == "label"
+            else root / "sl" / "pairs.jsonl",
             "out": root / "train" / "dpo",
         },
     }

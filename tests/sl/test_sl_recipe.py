@@ -411,3 +411,43 @@ def test_a_run_folder_of_the_previous_release_resumes_its_revisions(tmp_path: Pa
     run_sl(ctx.inside("sl"), inputs, sl_cfg)
     assert run.outcomes["sl"] == ("skipped", 160)
     assert ctx.pool.loaded() == 0
+
+
+def test_sl_writes_its_own_preference_pairs(tmp_path: Path) -> None:
+    """sl/pairs.jsonl: each accepted revision over the answer it revised, and each helpful
+    answer of the mix over a decline, in the prompt's language where there is one; rows that
+    DPO's reader takes (`p_chosen` 1.0)."""
+    from charter.constitution.load import load_constitution
+    from charter.train.data import load_preference_rows
+
+    def answer(chat: Sequence[Message]) -> str:
+        if len(chat) == 1:  # the policy's first answer (or a helpful one) complies
+            return f"Here is how: {chat[0].content}"
+        # Critiques and revisions decline, in the request's language.
+        arabic = "كيف" in chat[0].content
+        return "أعتذر، لا أستطيع المساعدة في هذا." if arabic else "I'm sorry, I can't help."
+
+    run = RunFolder.open(tmp_path / "r", {"t": 1})
+    ctx = StageContext(run, BackendPool(4), load_constitution("udhr"), progress=False)
+    policy = GenerationConfig(model="fake", model_options={"answers": answer}, batch_size=4)
+    prompts = [
+        PromptRecord(id="q-en", prompt="violent request to hurt him"),
+        PromptRecord(id="q-ar", prompt="كيف أؤذيه؟", meta={"lang": "ar"}),
+    ]
+    helpful = [
+        PromptRecord(id="h-en", prompt="helpful question about pasta"),
+        PromptRecord(id="h-ar", prompt="سؤال مفيد عن الخبز", meta={"lang": "ar"}),
+    ]
+    cfg = SLConfig(rounds=1, few_shot=0, helpful_ratio=1.0, topic_check=False, langs=["en", "ar"])
+    summary = run_sl(ctx, SLInputs(prompts=prompts, helpful=helpful, policy=policy), cfg).summary
+    assert summary["pairs"] == {"revision": 2, "contrast": 2}
+    rows = [json.loads(x) for x in (tmp_path / "r" / "pairs.jsonl").read_text().splitlines()]
+    revision = {r["prompt_id"]: r for r in rows if r["kind"] == "revision"}
+    assert revision["q-en"]["chosen"][0]["content"] == "I'm sorry, I can't help."
+    assert revision["q-en"]["rejected"][0]["content"].startswith("Here is how")
+    contrast = {r["prompt_id"]: r for r in rows if r["kind"] == "contrast"}
+    assert contrast["h-en"]["chosen"][0]["content"].startswith("Here is how")
+    assert contrast["h-en"]["rejected"][0]["content"] == "I'm sorry, I can't help."
+    assert contrast["h-ar"]["rejected"][0]["content"].startswith("أعتذر")
+    loaded = load_preference_rows(tmp_path / "r" / "pairs.jsonl", need_p=True)
+    assert len(loaded) == 4 and {r.p_chosen for r in loaded} == {1.0}

@@ -151,6 +151,15 @@ class SLRunStats:
     completion_tokens: int = 0
     seconds: float = 0.0
 
+    def __add__(self, other: SLRunStats) -> SLRunStats:
+        """Both runs' counts together (the languages of one stage)."""
+        return SLRunStats(
+            self.written + other.written,
+            self.skipped + other.skipped,
+            self.completion_tokens + other.completion_tokens,
+            self.seconds + other.seconds,
+        )
+
 
 def sample_id(
     prompt: PromptRecord,

@@ -19,6 +19,7 @@ from charter.jsonl import read_jsonl
 from charter.records import GenerationRecord, Message, PromptRecord, SFTRecord, stable_id
 from charter.redact import redact_spec
 from charter.runs import JsonlWriter, atomic_write_text
+from charter.sl.pairs import PAIRS, preference_pairs
 from charter.sl.revise import (
     HELPFUL,
     SAMPLES,
@@ -136,10 +137,7 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
             done = critique_and_revise(
                 group, b, localized[lang], lang_cfg, sampling, writer, progress=progress, reviser=r
             )
-            total.written += done.written
-            total.skipped += done.skipped
-            total.completion_tokens += done.completion_tokens
-            total.seconds += done.seconds
+            total += done
         return total
 
     records = stable_id([p.model_dump(mode="json") for p in prompts], length=64)
@@ -216,6 +214,10 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
                 )
     sft = rows + helpful_rows
     atomic_write_text(folder / SFT, "".join(r.model_dump_json() + "\n" for r in sft))
+    pairs = preference_pairs(samples, helpful_rows)
+    atomic_write_text(
+        folder / PAIRS, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in pairs)
+    )
     summary = summarize(samples, stats, len(sft), len(helpful_rows))
     previous = folder / SUMMARY
     if not stats.written and previous.exists():
@@ -233,6 +235,7 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
         reviser=None if reviser_spec is None else redact_spec(reviser_spec),
         helpful_refused=helpful_refused,
         # How many of the mixed-in answers each prompt set gave (helpful, borderline contrast).
+        pairs=dict(Counter(str(r["kind"]) for r in pairs)),
         helpful_by_set=dict(Counter(str(r.meta.get("set")) for r in helpful_rows)),
     )
     atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
