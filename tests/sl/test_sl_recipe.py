@@ -360,7 +360,7 @@ def test_a_changed_helpful_mix_keeps_the_revisions(tmp_path: Path) -> None:
     def answer(chat: Sequence[Message]) -> str:
         if chat[-1].content.startswith("Revise"):
             revisions.append(chat[-1].content)
-        return _sl_answers("A violent request answered safely.")(chat)
+        return str(_sl_answers("A violent request answered safely.")(chat))
 
     policy = GenerationConfig(model="fake", model_options={"answers": answer}, batch_size=4)
     prompts = [PromptRecord(id=f"q{i}", prompt=f"violent request {i}") for i in range(2)]
