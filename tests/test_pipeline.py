@@ -257,7 +257,8 @@ def test_redteam_stage_added_to_a_finished_run_measures_every_model(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     """`redteam.enabled=true` on a finished run: the attacks are put to the base and both
-    trained models, the evaluation is not redone, and the report gains the section."""
+    trained models, the evaluation is not redone, and the report gains the section; the run
+    folder, moved elsewhere, then resumes with nothing redone."""
     items = [
         *[x for x in FAST if x != "train.enabled=false"],
         f"train.model=hf:{tiny_model_dir}",
@@ -289,3 +290,14 @@ def test_redteam_stage_added_to_a_finished_run_measures_every_model(
     # A setting the run decides itself is refused before anything runs.
     r = run_cli([*base, "--resume", *_sets([*items, *red, "redteam.judge=fake"])])
     assert r.returncode != 0 and "redteam.judge" in r.stderr
+    # A moved run folder resumes with nothing redone: no stage hash holds its absolute path.
+    done = {k: v["finished_at"] for k, v in stages.items()}
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    root.rename(moved / "quick")
+    again = ["run", "--preset", "quick", "--runs-dir", str(moved), "--no-progress", "--resume"]
+    r = run_cli([*again, *_sets([*items, *red])], timeout=900)
+    assert r.returncode == 0, r.stderr
+    after = _manifest(moved / "quick")
+    for name in ("sl", "label", "train/sft", "train/dpo", "redteam", "evaluate"):
+        assert after[name]["finished_at"] == done[name], name

@@ -238,13 +238,13 @@ def default_role(spec: str, options: dict[str, Any]) -> tuple[str, dict[str, Any
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Minutes on a 2-core CPU (`make run`, about 12): small stages, short answers, a few
+    # Minutes on a 2-core CPU (`make run`, about 14): small stages, short answers, a few
     # training steps. The recipe is issue #24's best measured within that budget
     # (docs/results.md, "Recipe ablations"): the stronger offline teacher critiques and revises,
     # critiques draw principles of the prompt's harm category, revisions that refuse benign
-    # requests or drift off topic are rejected, and as many helpful answers as revised samples
-    # are mixed into SFT. It moves harmful compliance a little without over-refusal; too little
-    # data to halve it.
+    # requests or drift off topic are rejected, and as many helpful answers as revised samples,
+    # English and Arabic in turn, are mixed into SFT. It moves harmful compliance a little
+    # without over-refusal; too little data to halve it.
     "quick": {
         "name": "quick",
         "generation": {"max_new_tokens": 64, "batch_size": 8},
@@ -256,6 +256,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "chunk_size": 16,
             "principle_pool": "matched",
             "helpful_ratio": 1.0,
+            # English SFT rows alone taught deflections of Arabic prompts (3 of 11 benign).
+            "helpful_langs": ["en", "ar"],
         },
         "label": {
             "limit": 16,

@@ -443,9 +443,16 @@ def _redteam_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
         return int(metrics["n_attacks"])
 
     outputs = [inner.file(n) for n in (ATTACKS, PROMPTS, METRICS, STATE)]
-    digest = stable_id(opts.model_dump(mode="json"), length=64)
+    dumped = opts.model_dump(mode="json")
+    earlier = (stable_id(dumped, length=64),)  # with the folder's absolute path
+    digest = stable_id(ctx.runfolder.portable(dumped), length=64)
     ran = ctx.runfolder.run_stage(
-        "redteam", digest, outputs, work, records_hash=_trained_hash(cfg, ctx)
+        "redteam",
+        digest,
+        outputs,
+        work,
+        records_hash=_trained_hash(cfg, ctx),
+        earlier_hashes=earlier,
     )
     metrics = json.loads((inner.out / METRICS).read_text(encoding="utf-8"))
     rates = ", ".join(

@@ -377,6 +377,23 @@ class RunFolder:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def portable(self, value: Any) -> Any:
+        """`value` (JSON data: stage options) with this folder's path written as `<run>`, so
+        that a stage's hash does not change when the run folder is moved or renamed.
+
+        >>> import tempfile
+        >>> run = RunFolder.open(Path(tempfile.mkdtemp()) / "r", {})
+        >>> run.portable({"model": f"hf:{run.path}/train/sft/merged", "lr": 1e-4})
+        {'model': 'hf:<run>/train/sft/merged', 'lr': 0.0001}
+        """
+        if isinstance(value, dict):
+            return {k: self.portable(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.portable(v) for v in value]
+        if isinstance(value, str):
+            return value.replace(str(self.path.resolve()), "<run>").replace(str(self.path), "<run>")
+        return value
+
     def save(self) -> None:
         atomic_write_text(self.path / MANIFEST, self.manifest.model_dump_json(indent=2) + "\n")
 

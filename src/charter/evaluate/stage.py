@@ -47,7 +47,8 @@ def run_evaluate(ctx: StageContext, inputs: EvalInputs, cfg: EvalOptions) -> Eva
 
     constitution = ctx.constitution
     sha = constitution.compute_sha256() if constitution is not None else cfg.constitution
-    digest = stable_id(cfg.model_dump(mode="json"), sha, length=64)
+    dumped = cfg.model_dump(mode="json")
+    digest = stable_id(ctx.runfolder.portable(dumped), sha, length=64)
     out = ctx.out
     outputs = [ctx.file(name) for name in OUTPUTS]
     if inputs.report is not None:
@@ -63,7 +64,12 @@ def run_evaluate(ctx: StageContext, inputs: EvalInputs, cfg: EvalOptions) -> Eva
         return len(cfg.models)
 
     ran = ctx.runfolder.run_stage(
-        "evaluate", digest, outputs, work, records_hash=inputs.models_hash
+        "evaluate",
+        digest,
+        outputs,
+        work,
+        records_hash=inputs.models_hash,
+        earlier_hashes=(stable_id(dumped, sha, length=64),),  # with the folder's absolute path
     )
     path = out / METRICS
     metrics = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

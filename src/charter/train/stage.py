@@ -76,7 +76,8 @@ def _stage(
         if online:
             update["algorithm"] = kind
         opts = cfg.model_copy(update=update)
-        digest = stable_id(opts.model_dump(mode="json"), length=64)
+        dumped = opts.model_dump(mode="json")
+        digest = stable_id(ctx.runfolder.portable(dumped), length=64)
         data = data_hash(opts) if data_hash is not None else file_sha256(opts.data)
         if inputs.base_hash is not None:
             data = stable_id(data, inputs.base_hash, length=64)
@@ -90,7 +91,13 @@ def _stage(
             return int(holder["res"].steps)
 
         ctx.runfolder.run_stage(
-            name, digest, [ctx.file(o) for o in OUTPUTS], work, records_hash=data
+            name,
+            digest,
+            [ctx.file(o) for o in OUTPUTS],
+            work,
+            records_hash=data,
+            # The hash of the previous release held the folder's absolute path.
+            earlier_hashes=(stable_id(dumped, length=64),),
         )
         if "res" in holder:
             return holder["res"]
