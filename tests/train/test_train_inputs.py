@@ -181,3 +181,17 @@ def test_cli_error_is_one_paragraph_and_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "charter: error:" in proc.stderr and "line 1: field `p_chosen` is missing" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_activation_checkpointing_follows_the_option(tmp_path: Path, on: bool) -> None:
+    # TRL's configs default to checkpointing: the option must be passed either way, or every
+    # run recomputes its activations whatever the user asked for.
+    from trl import SFTConfig
+
+    from charter.train.common import training_args
+    from charter.train.sft import SFTOptions
+
+    opts = SFTOptions(data=tmp_path / "d.jsonl", out=tmp_path / "o", gradient_checkpointing=on)
+    config = SFTConfig(**training_args(opts, progress=False))
+    assert config.gradient_checkpointing is on

@@ -8,10 +8,13 @@ Everything here is cheap: a bad spec or a bad folder fails before torch is impor
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -236,11 +239,19 @@ def training_args(options: TrainOptions, *, progress: bool) -> dict[str, Any]:
         "dataloader_num_workers": 0,
         "max_length": options.max_length,
     }
-    if options.gradient_checkpointing:
-        args["gradient_checkpointing"] = True
+    # Always said, not only when on: TRL's configs default to checkpointing, so leaving it out
+    # recomputed every activation whatever the option said. transformers 5 renamed the argument.
+    import transformers
+
+    fields = getattr(transformers.TrainingArguments, "__dataclass_fields__", {})
+    name = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in fields
+        else "gradient_checkpointing"
+    )
+    args[name] = options.gradient_checkpointing
     if not progress:
         import datasets  # type: ignore[import-untyped]
-        import transformers
 
         # The per-map bars of datasets and transformers' weight-loading bar, too.
         datasets.disable_progress_bars()
@@ -259,6 +270,22 @@ def quiet(trainer: Any, *, progress: bool) -> Any:
 
         trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+@contextmanager
+def trl_bars(progress: bool) -> Iterator[None]:
+    """Without progress, TRL's own bars too (DPO's reference log-probs): they read
+    `TQDM_DISABLE`, not the trainer's `disable_tqdm`. The variable is restored after."""
+    before = os.environ.get("TQDM_DISABLE")
+    if not progress:
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = before
 
 
 def lora_config(options: TrainOptions, task_type: str) -> Any:

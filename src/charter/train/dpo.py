@@ -36,6 +36,7 @@ from charter.train.common import (
     resolve_model_dir,
     training_args,
     training_dataset,
+    trl_bars,
 )
 from charter.train.data import load_preference_rows, preference_example
 
@@ -270,26 +271,28 @@ def train_dpo(
     # Decided before the trainer is built (its construction synchronizes the processes of a
     # multi-process launch): every process must make the same evaluate() calls.
     measured_before = before_file.exists()
-    trainer = build_dpo_trainer(
-        options,
-        model_dir,
-        examples,
-        progress=progress,
-        callbacks=callbacks,
-        eval_examples=examples if options.evaluate else None,
-    )
-    checkpoint = begin_training(trainer, options, "dpo", model_dir, len(rows), resume=resume)
-    holder: dict[str, dict[str, float]] = {}
-    if options.evaluate:
-        # Measured once, before the first step; a resumed run reads it back.
-        if measured_before:
-            holder["before"] = json.loads(before_file.read_text(encoding="utf-8"))
-        else:
-            trainer.add_callback(_MeasureBefore(trainer, before_file, holder))
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    before = holder.get("before")
-    # Before the weights are saved (merging the adapter changes the model).
-    after = reward_metrics(trainer) if options.evaluate else None
+    # TRL computes the reference log-probs as it builds the trainer, with a bar of its own.
+    with trl_bars(progress):
+        trainer = build_dpo_trainer(
+            options,
+            model_dir,
+            examples,
+            progress=progress,
+            callbacks=callbacks,
+            eval_examples=examples if options.evaluate else None,
+        )
+        checkpoint = begin_training(trainer, options, "dpo", model_dir, len(rows), resume=resume)
+        holder: dict[str, dict[str, float]] = {}
+        if options.evaluate:
+            # Measured once, before the first step; a resumed run reads it back.
+            if measured_before:
+                holder["before"] = json.loads(before_file.read_text(encoding="utf-8"))
+            else:
+                trainer.add_callback(_MeasureBefore(trainer, before_file, holder))
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        before = holder.get("before")
+        # Before the weights are saved (merging the adapter changes the model).
+        after = reward_metrics(trainer) if options.evaluate else None
     return finish_training(
         trainer,
         options,
