@@ -116,6 +116,14 @@ def test_changed_records_keep_finished_work(tmp_path: Path) -> None:
     assert (tmp_path / "r" / "gen.jsonl").exists() and "kept" in run.notes[-1]
     assert run.begin_stage("train", "opts", ["train"], records_hash="r2")
     assert not (tmp_path / "r" / "train").exists() and "data changed" in run.notes[-1]
+    (tmp_path / "r" / "train").mkdir()
+    run.finish_stage("train", 1)
+    # Options changed too (a moved folder's old path in them): the new records redo the stage
+    # whatever the options say, so there is nothing to ask; options alone are still asked.
+    with pytest.raises(RunFolderError, match="other options"):
+        run.begin_stage("train", "opts2", ["train"], records_hash="r2")
+    assert run.begin_stage("train", "opts2", ["train"], records_hash="r3")
+    assert not (tmp_path / "r" / "train").exists()
 
 
 def test_retain_drops_only_records_no_longer_asked_for(tmp_path: Path) -> None:

@@ -444,8 +444,7 @@ def _redteam_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
 
     outputs = [inner.file(n) for n in (ATTACKS, PROMPTS, METRICS, STATE)]
     dumped = opts.model_dump(mode="json")
-    earlier = (stable_id(dumped, length=64),)  # with the folder's absolute path
-    digest = stable_id(ctx.runfolder.portable(dumped), length=64)
+    digest, earlier = ctx.runfolder.options_hashes(dumped)
     ran = ctx.runfolder.run_stage(
         "redteam",
         digest,

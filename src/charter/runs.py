@@ -393,6 +393,12 @@ class RunFolder:
             return value.replace(str(self.path.resolve()), "<run>").replace(str(self.path), "<run>")
         return value
 
+    def options_hashes(self, options: Any, *salt: Any) -> tuple[str, tuple[str, ...]]:
+        """A stage's options hash (with `portable` paths) and the hash the previous release
+        wrote (with the folder's absolute path), for `run_stage(earlier_hashes=...)`."""
+        digest = stable_id(self.portable(options), *salt, length=64)
+        return digest, (stable_id(options, *salt, length=64),)
+
     def save(self) -> None:
         atomic_write_text(self.path / MANIFEST, self.manifest.model_dump_json(indent=2) + "\n")
 
@@ -438,7 +444,13 @@ class RunFolder:
             self.notes.append(f"{name}: redone as asked (--redo)")
             previous, existing = None, 0
         elif previous is not None and previous.input_hash != input_hash:
-            if ask and (existing or previous.records):
+            # New input records would redo a stage that is not per-record anyway: nothing to ask.
+            stale = (
+                not per_record
+                and records_hash is not None
+                and previous.records_hash not in (None, records_hash)
+            )
+            if ask and not stale and (existing or previous.records):
                 done = existing or previous.records
                 spent = f", {previous.seconds:.0f} s of work" if previous.seconds else ""
                 raise RunFolderError(

@@ -14,7 +14,6 @@ from pydantic import BaseModel
 
 from charter.errors import ConfigError
 from charter.evaluate.options import ANSWERS, COMPARISONS, METRICS, RM_SCORES, SAMPLES, EvalOptions
-from charter.records import stable_id
 from charter.stage import Stage, StageContext
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ def run_evaluate(ctx: StageContext, inputs: EvalInputs, cfg: EvalOptions) -> Eva
     constitution = ctx.constitution
     sha = constitution.compute_sha256() if constitution is not None else cfg.constitution
     dumped = cfg.model_dump(mode="json")
-    digest = stable_id(ctx.runfolder.portable(dumped), sha, length=64)
+    digest, earlier = ctx.runfolder.options_hashes(dumped, sha)
     out = ctx.out
     outputs = [ctx.file(name) for name in OUTPUTS]
     if inputs.report is not None:
@@ -69,7 +68,7 @@ def run_evaluate(ctx: StageContext, inputs: EvalInputs, cfg: EvalOptions) -> Eva
         outputs,
         work,
         records_hash=inputs.models_hash,
-        earlier_hashes=(stable_id(dumped, sha, length=64),),  # with the folder's absolute path
+        earlier_hashes=earlier,
     )
     path = out / METRICS
     metrics = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -234,8 +234,8 @@ def run_sl(ctx: StageContext, inputs: SLInputs, cfg: SLConfig) -> SLResult:
         backend=redact_spec(backend_spec),
         reviser=None if reviser_spec is None else redact_spec(reviser_spec),
         helpful_refused=helpful_refused,
-        # How many of the mixed-in answers each prompt set gave (helpful, borderline contrast).
         pairs=dict(Counter(str(r["kind"]) for r in pairs)),
+        # How many of the mixed-in answers each prompt set gave (helpful, borderline contrast).
         helpful_by_set=dict(Counter(str(r.meta.get("set")) for r in helpful_rows)),
     )
     atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")

@@ -77,7 +77,7 @@ def _stage(
             update["algorithm"] = kind
         opts = cfg.model_copy(update=update)
         dumped = opts.model_dump(mode="json")
-        digest = stable_id(ctx.runfolder.portable(dumped), length=64)
+        digest, earlier = ctx.runfolder.options_hashes(dumped)
         data = data_hash(opts) if data_hash is not None else file_sha256(opts.data)
         if inputs.base_hash is not None:
             data = stable_id(data, inputs.base_hash, length=64)
@@ -96,8 +96,7 @@ def _stage(
             [ctx.file(o) for o in OUTPUTS],
             work,
             records_hash=data,
-            # The hash of the previous release held the folder's absolute path.
-            earlier_hashes=(stable_id(dumped, length=64),),
+            earlier_hashes=earlier,
         )
         if "res" in holder:
             return holder["res"]
