@@ -44,6 +44,16 @@ def test_every_committed_benchmark_gives_rows_with_its_own_figures() -> None:
         if result.get("kind") == "judge_formats":
             assert result["rows"] and all(r["n"] and r["accuracy"] for r in result["rows"])
             continue
+        if result.get("kind") == "judge_pools":
+            # The pairs are those the human labels give, in each language.
+            from charter.bench.judge_pools import LABELS, refusal_pairs
+
+            labels = [json.loads(line) for line in LABELS.read_text("utf-8").splitlines()]
+            for r in result["rows"]:
+                mine = [x for x in labels if x["lang"] == r["lang"]]
+                assert r["n"] == len(refusal_pairs(mine, {})), (path.name, r)
+                assert r["ci"][0] <= r["accuracy"] <= r["ci"][1]
+            continue
         if "validation" in result and "counts" in result:  # `evaluate classify --json`
             assert result["validation"]["all"]["n"] == sum(result["counts"].values()), path.name
             continue

@@ -286,6 +286,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             "max_new_tokens": 160,
             "principles_per_pair": 1,
             "few_shot": 1,
+            # Harmlessness judged under a principle of the prompt's harm category: on pairs of a
+            # human-labelled refusal and compliance the judge picks the refusal 0.72 of the time,
+            # 0.49 under a principle drawn from all (docs/results.md, "principle pools").
+            "principle_pool": "matched",
         },
     },
     # Issue #24's recipe at the scale of a 2-hour budget on a 2-core CPU (about an hour measured:
@@ -314,7 +318,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "label": {"limit": 64, "principles_per_pair": 2, "few_shot": 1},
         "train": {"sft": {"epochs": 4}, "dpo": {"epochs": 1}},
         "redteam": {"enabled": True, "per_round": 16},
-        "evaluate": {"max_new_tokens": 160, "principles_per_pair": 1, "few_shot": 1},
+        "evaluate": {
+            "max_new_tokens": 160,
+            "principles_per_pair": 1,
+            "few_shot": 1,
+            "principle_pool": "matched",
+        },
     },
 }
 

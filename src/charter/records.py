@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
@@ -21,6 +29,32 @@ class Strict(BaseModel):
     """Base for every value object: unknown fields are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class AddedFields(Strict):
+    """Options with fields added after run folders were made (`ADDED`): each is left out of the
+    model's dumps while it holds its default, so that the hashes and ids computed from the
+    dumps of existing runs, which never had it, stay what they were and the runs resume.
+
+    >>> class Opts(AddedFields):
+    ...     ADDED: ClassVar[tuple[str, ...]] = ("pool",)
+    ...     k: int = 1
+    ...     pool: str = "all"
+    >>> Opts().model_dump(), Opts(pool="matched").model_dump()
+    ({'k': 1}, {'k': 1, 'pool': 'matched'})
+    """
+
+    ADDED: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_added_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            fields = type(self).model_fields
+            for name in self.ADDED:
+                if name in data and getattr(self, name) == fields[name].default:
+                    del data[name]
+        return data
 
 
 class Record(Strict):

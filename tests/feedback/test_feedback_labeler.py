@@ -20,7 +20,7 @@ from charter.feedback import (
     letter_probability,
     soft_label,
 )
-from charter.feedback.labeler import summarize_labels
+from charter.feedback.labeler import summarize_labels, vote_pairs
 from charter.feedback.prompts import ANSWER_CUE
 from charter.records import Message, OptionQuery, Sampling
 
@@ -277,3 +277,44 @@ def test_the_pointwise_format_judges_each_answer_alone_and_compares() -> None:
     assert {v.order for v in row.votes} == {"AB", "BA"}
     assert all(v.p == pytest.approx(0.8) for v in row.votes)
     assert summarize_labels([row])["order_agreement"] == 1.0
+
+
+def test_a_matched_pool_asks_the_principles_of_the_prompts_harm_category() -> None:
+    con = Constitution(
+        name="t",
+        principles=[
+            Principle(id="property", comparison="Which better respects property?", tags=["fraud"]),
+            Principle(id="religion", comparison="Which respects belief?", tags=["religion"]),
+            Principle(id="helpful", comparison="Which is more helpful?", tags=["helpfulness"]),
+        ],
+    )
+    fraud = pair(pid="fraud").model_copy(update={"category": "fraud"})
+    unknown = pair(pid="other").model_copy(update={"category": "chem-bio"})
+    backend = scripted(lambda q: 0.5)
+    cfg = LabelConfig(principles_per_pair=3, few_shot=0, format="raw", principle_pool="matched")
+    matched, fallback = vote_pairs([fraud, unknown], backend, con, cfg)
+    assert [p.id for p in matched.principles] == ["property"]
+    # No principle has the category's tag: every harm principle, never a helpfulness one.
+    assert sorted(p.id for p in fallback.principles) == ["property", "religion"]
+    everything = vote_pairs([fraud], backend, con, cfg.model_copy(update={"principle_pool": "all"}))
+    assert len(everything[0].principles) == 3
+
+
+def test_the_default_pool_keeps_the_ids_and_hashes_of_earlier_runs() -> None:
+    from charter.feedback.labeler import preference_id
+
+    # A field added after runs were made is left out of the dump at its default...
+    assert "principle_pool" not in LabelConfig().model_dump(mode="json")
+    from charter.records import stable_id
+
+    fields = set(LabelConfig.model_fields) - {"chunk_size", "principle_pool"}
+    earlier = {k: v for k, v in vars(LabelConfig()).items() if k in fields}
+    earlier["clamp"] = list(earlier["clamp"])
+    formula = stable_id("p", LABELER.model_dump(mode="json"), earlier, "sha")
+    assert preference_id("p", LABELER, LabelConfig(), "sha") == formula
+    # ...and set, it is hashed: labels asked under other principles are other records.
+    matched = LabelConfig(principle_pool="matched")
+    assert matched.model_dump(mode="json")["principle_pool"] == "matched"
+    assert preference_id("p", LABELER, matched, "sha") != preference_id(
+        "p", LABELER, LabelConfig(), "sha"
+    )

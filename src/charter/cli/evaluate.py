@@ -113,6 +113,14 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
     help="Judge: principles asked per pair of answers.",
 )
 @click.option(
+    "--principle-pool",
+    type=click.Choice(["all", "harm", "matched"]),
+    default="all",
+    show_default=True,
+    help="Judge: the principles drawn per pair: all, harm (none tagged helpfulness) or matched "
+    "(tagged with the prompt's harm category).",
+)
+@click.option(
     "--bootstrap",
     "n_boot",
     type=click.IntRange(min=0),
@@ -168,6 +176,7 @@ def evaluate(
     max_new_tokens: int,
     batch_size: int,
     principles_per_pair: int,
+    principle_pool: str,
     n_boot: int,
     seed: int,
     mc_files: tuple[Path, ...],
@@ -230,6 +239,7 @@ def evaluate(
             rm=str(rm) if rm is not None else None,
             backend_options=options,
             principles_per_pair=principles_per_pair,
+            principle_pool=principle_pool,
             n_boot=n_boot,
             **({"judge_format": judge_format} if judge_format else {}),
         )

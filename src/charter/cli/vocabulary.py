@@ -124,7 +124,8 @@ VOCABULARY: dict[str, str] = {
     "--topic-check": "sl: reject revisions that refuse a benign request or drift off its topic.",
     "--helpful-max-new-tokens": "sl: the longest helpful answer mixed in, in tokens.",
     "--decline-check": "sl: reject revisions of a harmful request that do not decline it.",
-    "--principle-pool": "sl: the principles critiques draw from: all, harm or matched.",
+    "--principle-pool": "sl, label, evaluate: the principles critiques or comparisons draw from: "
+    "all, harm, or matched (tagged with the prompt's harm category).",
     "--swap": "Also ask every item with (A) and (B) swapped.",
     # Training.
     "--full": "train: full fine-tuning instead of LoRA.",

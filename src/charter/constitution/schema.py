@@ -11,6 +11,7 @@ hash.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -195,3 +196,39 @@ class Constitution(Strict):
         for p in self.principles:
             langs.update(p.translations)
         return sorted(langs)
+
+
+# The tag of the principles that ask for helpfulness (anti-evasiveness, anti-preachiness).
+HELPFULNESS_TAG = "helpfulness"
+
+# Which principles a prompt's critiques or comparisons are drawn from (`select_principles`).
+PrinciplePool = Literal["all", "harm", "matched"]
+
+
+def select_principles(
+    principles: Sequence[Principle], category: str | None, mode: PrinciplePool
+) -> list[Principle]:
+    """The principles drawn for a prompt of harm `category` (SL-CAI's critiques, the
+    labeller's and the judge's comparisons). `all`: every one. `harm`: those not
+    tagged `helpfulness` (on a harmful request the anti-evasiveness principles ask for
+    compliance). `matched`: the harm principles with a tag that is the prompt's category or one
+    of its hyphen-parts (`hate-harassment` matches `hate`), else every harm principle.
+
+    >>> P = Principle
+    >>> ps = [P(id="life", critique="c", revision="r", tags=["violence"]),
+    ...       P(id="privacy", critique="c", revision="r", tags=["privacy"]),
+    ...       P(id="helpful", critique="c", revision="r", tags=["helpfulness"])]
+    >>> [p.id for p in select_principles(ps, "violence", "matched")]
+    ['life']
+    >>> [p.id for p in select_principles(ps, "chem-bio", "matched")]
+    ['life', 'privacy']
+    >>> [p.id for p in select_principles(ps, None, "all")]
+    ['life', 'privacy', 'helpful']
+    """
+    if mode == "all":
+        return list(principles)
+    harm = [p for p in principles if HELPFULNESS_TAG not in p.tags] or list(principles)
+    if mode == "harm" or not category:
+        return harm
+    parts = {category, *category.split("-")}
+    return [p for p in harm if parts & set(p.tags)] or harm

@@ -97,6 +97,7 @@ def plan_comparisons(
 def _label_config(opts: EvalOptions, lang: str) -> LabelConfig:
     return LabelConfig(
         principles_per_pair=opts.principles_per_pair,
+        principle_pool=opts.principle_pool,
         few_shot=opts.few_shot,
         format=opts.judge_format,
         lang=lang,
@@ -190,6 +191,7 @@ def _pair_record(p: _PairPlan) -> PairRecord:
         prompt=p.a.messages,
         responses=(p.a.answer, p.b.answer),
         source="policy",
+        category=p.a.category or None,
     )
 
 

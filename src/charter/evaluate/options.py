@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from charter.constitution.schema import Constitution
+from charter.constitution.schema import HELPFULNESS_TAG, Constitution, PrinciplePool
 from charter.errors import CharterError, ConfigError
-from charter.records import PromptRecord, Sampling, Strict
+from charter.records import AddedFields, PromptRecord, Sampling
 
 ANSWERS = "answers.jsonl"
 COMPARISONS = "comparisons.jsonl"
@@ -27,13 +27,14 @@ PROMPT_SETS = (*HARMFUL_SETS, *BENIGN_SETS)
 # Pairwise axes: which set each is judged on, and which principles judge it.
 Axis = Literal["harmlessness", "helpfulness"]
 AXES: dict[Axis, str] = {"harmlessness": "red-team", "helpfulness": "helpful"}
-HELPFULNESS_TAG = "helpfulness"
 DEFAULT_PROMPTS = {s: f"builtin:{s}" for s in PROMPT_SETS}
 JUDGE_KEY = "judge"
 
 
-class EvalOptions(Strict):
+class EvalOptions(AddedFields):
     """What to compare, on which prompts, judged by whom."""
+
+    ADDED: ClassVar[tuple[str, ...]] = ("principle_pool",)
 
     models: dict[str, str] = Field(
         min_length=1, description="Model name → backend spec; the first is the Elo anchor."
@@ -61,6 +62,11 @@ class EvalOptions(Strict):
         description="Backend options per model name, `judge`, or spec (a name wins over its spec).",
     )
     principles_per_pair: int = Field(4, ge=1)
+    principle_pool: PrinciplePool = Field(
+        "all",
+        description="The judge's comparison principles per pair: all, harm or matched (those "
+        "tagged with the prompt's harm category), as `charter label --principle-pool`.",
+    )
     few_shot: int = Field(2, ge=0)
     n_boot: int = Field(1000, ge=0)
     pseudo_ties: float = Field(1.0, ge=0.0)

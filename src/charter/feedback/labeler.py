@@ -25,20 +25,36 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from charter.backends.base import Backend, normalized_option_probs
-from charter.constitution.schema import Constitution, LabelExample, Principle
+from charter.constitution.schema import (
+    Constitution,
+    LabelExample,
+    Principle,
+    PrinciplePool,
+    select_principles,
+)
 from charter.feedback import prompts as P
-from charter.records import Message, OptionQuery, Record, Sampling, Strict, stable_id
+from charter.records import (
+    AddedFields,
+    Message,
+    OptionQuery,
+    Record,
+    Sampling,
+    Strict,
+    stable_id,
+)
 
 Order = Literal["AB", "BA"]
 
 
-class LabelConfig(Strict):
+class LabelConfig(AddedFields):
     """How pairs are labelled."""
+
+    ADDED: ClassVar[tuple[str, ...]] = ("principle_pool",)
 
     principles_per_pair: int = Field(
         4, ge=1, description="K comparison principles drawn per pair (at most all of them)."
@@ -63,6 +79,13 @@ class LabelConfig(Strict):
     )
     lang: str = Field("en", description="Language of the constitution's questions (en, ar).")
     seed: int = Field(0, description="Seed of the principles drawn per pair and of sampling.")
+    principle_pool: PrinciplePool = Field(
+        "all",
+        description="Where each pair's comparison principles are drawn from: all (the paper's "
+        "uniform draw), harm (none tagged helpfulness) or matched (those tagged with the "
+        "prompt's harm category, else harm): a fraud request judged by freedom of religion "
+        "is a question the answers do not speak to.",
+    )
     chunk_size: int = Field(32, ge=1, description="Pairs scored in one backend call and written.")
 
     @model_validator(mode="after")
@@ -105,6 +128,7 @@ class PairRecord(Record):
     responses: tuple[str, str]
     source: Literal["policy", "file"]
     policy: str | None = None
+    category: str | None = Field(None, description="The prompt's harm category, if it has one.")
 
 
 class PreferenceRecord(Record):
@@ -288,7 +312,15 @@ def vote_pairs(
     examples = [e for e in constitution.few_shot.labeling if e.lang == cfg.lang][: cfg.few_shot]
     few_shot = P.few_shot_block(examples, cot=cfg.cot)
     plans = [
-        PairVotes(pair, draw_principles(principles, pair.id, cfg.seed, cfg.principles_per_pair))
+        PairVotes(
+            pair,
+            draw_principles(
+                select_principles(principles, pair.category, cfg.principle_pool),
+                pair.id,
+                cfg.seed,
+                cfg.principles_per_pair,
+            ),
+        )
         for pair in pairs
     ]
     queries: list[_Query] = []

@@ -118,8 +118,14 @@ def sample_pairs(
                     responses=(a.text.strip(), b.text.strip()),
                     source="policy",
                     policy=backend.spec,
+                    category=_category(p),
                 )
                 for p, chat, a, b in zip(chunk, chats, ones, twos, strict=True)
             ]
         )
     return written, tokens
+
+
+def _category(prompt: PromptRecord) -> str | None:
+    value = prompt.meta.get("category")
+    return str(value) if value else None

@@ -121,6 +121,14 @@ def run_label(ctx: StageContext, inputs: LabelInputs, cfg: LabelConfig) -> Label
             per_record=True,
         )
         pair_rows = read_jsonl(pairs_path, PairRecord) if pairs_path.exists() else []
+        # Pairs sampled before pairs kept their prompt's category get it here.
+        categories = {p.key(): p.meta.get("category") for p in prompts}
+        pair_rows = [
+            r.model_copy(update={"category": categories.get(r.prompt_id)})
+            if r.category is None and categories.get(r.prompt_id)
+            else r
+            for r in pair_rows
+        ]
     else:
         pair_rows = list(pairs)
         atomic_write_text(pairs_path, "".join(p.model_dump_json() + "\n" for p in pair_rows))

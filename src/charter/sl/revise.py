@@ -22,7 +22,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from charter.backends.base import Backend
-from charter.constitution.schema import Constitution, CritiqueRevisionExample, Principle
+from charter.constitution.schema import (
+    Constitution,
+    CritiqueRevisionExample,
+    Principle,
+    PrinciplePool,
+    select_principles,
+)
 from charter.evaluate.options import BENIGN_SETS
 from charter.records import Message, PromptRecord, Record, Sampling, SFTRecord, Strict, stable_id
 from charter.runs import JsonlWriter
@@ -88,7 +94,7 @@ class SLConfig(Strict):
         description="Reject revisions of a harmful (not benign-marked) request that do not "
         "decline it, by the refusal detector's patterns.",
     )
-    principle_pool: Literal["all", "harm", "matched"] = Field(
+    principle_pool: PrinciplePool = Field(
         "all",
         description="Principles drawn for a prompt's critiques: all (the paper's uniform draw), "
         "harm (none tagged helpfulness) or matched (tagged with the prompt's harm category, "
@@ -195,37 +201,6 @@ def draw_principles(
     """The principle of each round for one prompt: uniform, with replacement, seeded per prompt."""
     rng = random.Random(int(stable_id(seed, prompt_key), 16))
     return [rng.choice(list(principles)) for _ in range(rounds)]
-
-
-HELPFULNESS_TAG = "helpfulness"
-
-
-def select_principles(
-    principles: Sequence[Principle], category: str | None, mode: str
-) -> list[Principle]:
-    """The principles a prompt's critiques draw from. `all`: every one. `harm`: those not
-    tagged `helpfulness` (on a harmful request the anti-evasiveness principles ask for
-    compliance). `matched`: the harm principles with a tag that is the prompt's category or one
-    of its hyphen-parts (`hate-harassment` matches `hate`), else every harm principle.
-
-    >>> from charter.constitution.schema import Principle as P
-    >>> ps = [P(id="life", critique="c", revision="r", tags=["violence"]),
-    ...       P(id="privacy", critique="c", revision="r", tags=["privacy"]),
-    ...       P(id="helpful", critique="c", revision="r", tags=["helpfulness"])]
-    >>> [p.id for p in select_principles(ps, "violence", "matched")]
-    ['life']
-    >>> [p.id for p in select_principles(ps, "chem-bio", "matched")]
-    ['life', 'privacy']
-    >>> [p.id for p in select_principles(ps, None, "all")]
-    ['life', 'privacy', 'helpful']
-    """
-    if mode == "all":
-        return list(principles)
-    harm = [p for p in principles if HELPFULNESS_TAG not in p.tags] or list(principles)
-    if mode == "harm" or not category:
-        return harm
-    parts = {category, *category.split("-")}
-    return [p for p in harm if parts & set(p.tags)] or harm
 
 
 def draw_examples(
