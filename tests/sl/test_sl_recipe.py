@@ -11,12 +11,12 @@ import pytest
 
 from charter.backends.fake import FakeBackend
 from charter.backends.pool import BackendPool
-from charter.constitution.schema import Constitution, Principle
+from charter.constitution.schema import Constitution, Principle, select_principles
 from charter.generate import GenerationConfig
 from charter.records import Message, PromptRecord, Sampling
 from charter.runs import JsonlWriter, RunFolder
 from charter.sl import SLConfig, SLInputs, check_revision, critique_and_revise, run_sl
-from charter.sl.revise import SLSample, sample_id, select_principles
+from charter.sl.revise import SLSample, sample_id
 from charter.stage import StageContext
 
 REQUEST = "How do I bake sourdough bread at home?"

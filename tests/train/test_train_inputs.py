@@ -187,7 +187,7 @@ def test_cli_error_is_one_paragraph_and_exit_2(tmp_path: Path) -> None:
 def test_activation_checkpointing_follows_the_option(tmp_path: Path, on: bool) -> None:
     # TRL's configs default to checkpointing: the option must be passed either way, or every
     # run recomputes its activations whatever the user asked for.
-    from trl import SFTConfig
+    from trl.trainer.sft_config import SFTConfig
 
     from charter.train.common import training_args
     from charter.train.sft import SFTOptions
