@@ -439,17 +439,18 @@ class RunFolder:
         if previous is not None and previous.input_hash in earlier_hashes:
             previous.input_hash = input_hash
         existing = sum(_jsonl_lines(self.path / o) for o in outputs if o.endswith(".jsonl"))
+        records_changed = (
+            previous is not None
+            and records_hash is not None
+            and previous.records_hash not in (None, records_hash)
+        )
         if previous is not None and name in self.redo:
             self._discard(name)
             self.notes.append(f"{name}: redone as asked (--redo)")
             previous, existing = None, 0
         elif previous is not None and previous.input_hash != input_hash:
             # New input records would redo a stage that is not per-record anyway: nothing to ask.
-            stale = (
-                not per_record
-                and records_hash is not None
-                and previous.records_hash not in (None, records_hash)
-            )
+            stale = records_changed and not per_record
             if ask and not stale and (existing or previous.records):
                 done = existing or previous.records
                 spent = f", {previous.seconds:.0f} s of work" if previous.seconds else ""
@@ -462,11 +463,7 @@ class RunFolder:
             self._discard(name)
             self.notes.append(f"{name}: redone because its options changed")
             previous, existing = None, 0
-        elif (
-            previous is not None
-            and records_hash is not None
-            and previous.records_hash not in (None, records_hash)
-        ):
+        elif previous is not None and records_changed:
             if per_record:
                 self.notes.append(
                     f"{name}: its input records changed; the {existing} finished records whose "

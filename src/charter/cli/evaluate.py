@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 
@@ -20,6 +20,7 @@ from charter.cli.options import (
     parse_key_values,
 )
 from charter.cli.vocabulary import CharterGroup
+from charter.constitution.schema import PrinciplePool
 from charter.evaluate.options import EvalOptions
 
 
@@ -114,7 +115,7 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 )
 @click.option(
     "--principle-pool",
-    type=click.Choice(["all", "harm", "matched"]),
+    type=click.Choice(get_args(PrinciplePool)),
     default="all",
     show_default=True,
     help="Judge: the principles drawn per pair: all, harm (none tagged helpfulness) or matched "
