@@ -54,6 +54,15 @@ def test_every_committed_benchmark_gives_rows_with_its_own_figures() -> None:
                 assert r["n"] == len(refusal_pairs(mine, {})), (path.name, r)
                 assert r["ci"][0] <= r["accuracy"] <= r["ci"][1]
             continue
+        if result.get("kind") == "discrimination":
+            # Counted again from the builtin eval split, independently of the bench.
+            from charter.data import load_prompts
+
+            for r in result["rows"]:
+                n = len(load_prompts("red-team", lang=r["lang"], split="eval"))
+                assert r["n_harmful"] == n, (path.name, r)
+                assert all(0 <= r[k] <= 1 for k in ("probe_auc_mid", "first_token_auc"))
+            continue
         if "validation" in result and "counts" in result:  # `evaluate classify --json`
             assert result["validation"]["all"]["n"] == sum(result["counts"].values()), path.name
             continue

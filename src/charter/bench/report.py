@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from charter.bench.ablations import ablation_record, render_ablations
+from charter.bench.discrimination import render_discrimination
 from charter.bench.judge_pools import render_judge_pools
 from charter.bench.judges import judge_record, render_graders, render_judges
 from charter.bench.runs import render_rl, render_run, rl_record, run_record
@@ -201,6 +202,11 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             lines += ["", "## The judge on refusals and compliances: principle pools", ""]
             lines += [f"`docs/bench/{name}`: {provenance(result)}.", ""]
             lines += render_judge_pools(result)
+            continue
+        if result.get("kind") == "discrimination":
+            lines += ["", "## Can the policy tell harmful from benign? (issue #24)", ""]
+            lines += [f"`docs/bench/{name}`: {provenance(result)}.", ""]
+            lines += render_discrimination(result)
             continue
         if result.get("kind") == "rl":
             lines += ["", f"## Online RL-CAI: `{result['name']}`", ""]
