@@ -62,6 +62,10 @@ def test_exit_codes_input_error_2_failed_check_1(tmp_path: Path) -> None:
     assert missing.returncode == 2 and not (tmp_path / "o").exists()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "p.jsonl", 50)
     out = tmp_path / "out"
@@ -70,6 +74,9 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path: Path) -> None:
          str(prompts), "--out", str(out), "--batch-size", "1", "--model-opt", "delay=0.2",
          "--no-progress"],
         env=os.environ.copy(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and the
+        # child would inherit that (`nohup make test &`): give it the terminal's default.
+        preexec_fn=_default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out / "generations.jsonl").exists():
