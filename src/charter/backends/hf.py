@@ -40,6 +40,22 @@ def pick_device(preferred: str | None = None) -> str:
     return "cpu"
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 matmuls natively on this CPU (AVX-512 or AMX); without that,
+    torch emulates them, slower than float32 (1.6× on an AVX2-only EPYC: docs/backends.md)."""
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def run_dtype(stored: str, device: str | None) -> str:
+    """The precision a model stored in `stored` runs in when the user asks for none: `stored`,
+    except bfloat16 on a CPU without native bfloat16 matmuls, where float32 is faster."""
+    if stored == "bfloat16" and pick_device(device) == "cpu" and not cpu_has_native_bf16():
+        return "float32"
+    return stored
+
+
 def _dtype_for(device: str, dtype: str | None) -> torch.dtype:
     import torch
 
