@@ -92,7 +92,8 @@ def test_ratios_and_verdicts_from_a_small_set(tmp_path: Path) -> None:
         "sl_tokens_per_s": 10.0,
         "torch_sl_tokens_per_s": 20.0,
         "ratio_sl_torch": 0.5,
-        "machine": {"date": "2026-12-06"},
+        "machine": {"date": "2026-12-06", "cpu_capability": "AVX2"},
+        "note": "Measured on the slow host.",
     }
     (tmp_path / "bench" / "label.json").write_text(json.dumps(label))
     (tmp_path / "bench" / "sl.json").write_text(json.dumps(sl))
@@ -102,6 +103,19 @@ def test_ratios_and_verdicts_from_a_small_set(tmp_path: Path) -> None:
     assert "| 5.00 | 2.00 | 2.50 | ≥ 2.5 | met |" in text
     assert "| 10.0 | 20.0 | 0.50 | ≥ 2.5 | **not met** |" in text
     assert "measured 2026-12-06" in text and "`docs/bench/label.json`: machine not recorded" in text
+    assert "AVX2 kernels" in text and "\nMeasured on the slow host.\n" in text
+
+
+def test_write_record_gives_what_the_report_reads(tmp_path: Path) -> None:
+    from charter.bench.machine import machine, write_record
+
+    write_record(tmp_path / "d.json", "discrimination", [{"lang": "en"}], models=["m"], note="n")
+    record = json.loads((tmp_path / "d.json").read_text(encoding="utf-8"))
+    assert record["kind"] == "discrimination" and record["models"] == ["m"]
+    assert record["rows"] == [{"lang": "en"}] and record["note"] == "n"
+    assert record["machine"]["cpu_capability"] == machine(None)["cpu_capability"] != ""
+    write_record(tmp_path / "e.json", "judge_pools", [], judge="j")
+    assert "note" not in json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))
 
 
 def test_a_run_folder_becomes_a_section_of_results(tmp_path: Path) -> None:

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from charter.bench.machine import note_lines, write_record
+
 HARMFUL_SET = "red-team"
 BENIGN_SETS = ("borderline", "helpful")
 REFUSAL_OPENERS = ("I", "Sorry", "أ", "لا")
@@ -139,7 +141,7 @@ def measure(backend: Any, langs: Sequence[str]) -> list[dict[str, Any]]:
 
 def render_discrimination(result: dict[str, Any]) -> list[str]:
     """The rows of a `discrimination` record as a table."""
-    lines = [result["note"], ""] if result.get("note") else []
+    lines = note_lines(result)
     models = " ".join(f"--model {m}" for m in result["models"])
     lines += [
         "Harmful = the red-team eval prompts, benign = the borderline and helpful eval prompts. "
@@ -165,7 +167,6 @@ def render_discrimination(result: dict[str, Any]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     from charter.backends import load_backend
-    from charter.bench.machine import machine
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, help="Backend spec (repeat).")
@@ -181,14 +182,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(json.dumps(row), flush=True)
             rows.append(row)
         del backend
-    record = {
-        "kind": "discrimination",
-        "models": args.model,
-        "rows": rows,
-        "machine": machine(None),
-        **({"note": args.note} if args.note else {}),
-    }
-    args.out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_record(args.out, "discrimination", rows, models=args.model, note=args.note)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from charter.backends.base import Backend
+from charter.bench.machine import note_lines, write_record
 from charter.constitution.schema import Constitution, PrinciplePool
 from charter.feedback.labeler import LabelConfig, PairRecord, soft_label, vote_pairs
 from charter.records import Message, stable_id
@@ -102,7 +103,7 @@ def measure(
 
 def render_judge_pools(result: dict[str, Any]) -> list[str]:
     """The rows of a `judge_pools` record as a table."""
-    lines = [result["note"], ""] if result.get("note") else []
+    lines = note_lines(result)
     lines += [
         f"Judge `{result['judge']}`, harmlessness principles of `{result['constitution']}`, chat "
         "format with one worked example, both orders. Pairs: a human-labelled refusal and a "
@@ -130,7 +131,6 @@ def render_judge_pools(result: dict[str, Any]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     from charter.backends import load_backend
-    from charter.bench.machine import machine
     from charter.constitution.load import load_constitution
     from charter.data import load_prompts
     from charter.evaluate.options import axis_constitution
@@ -163,17 +163,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             row = measure(pairs, backend, judges, pool, k=args.k, lang=lang)
             print(json.dumps(row), flush=True)
             results.append(row)
-    record = {
-        "kind": "judge_pools",
-        "judge": args.judge,
-        "constitution": args.constitution,
-        "pools": pools,
-        "k": args.k,
-        "rows": results,
-        "machine": machine(None),
-        **({"note": args.note} if args.note else {}),
-    }
-    args.out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_record(
+        args.out,
+        "judge_pools",
+        results,
+        judge=args.judge,
+        constitution=args.constitution,
+        pools=pools,
+        k=args.k,
+        note=args.note,
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from charter.bench.machine import machine
+from charter.bench.machine import machine, note_lines
 
 KEEP = (
     "backend",
@@ -66,7 +66,7 @@ def command(row: dict[str, Any]) -> str:
 
 
 def render_judges(result: dict[str, Any]) -> list[str]:
-    lines = [result["note"], ""] if result.get("note") else []
+    lines = note_lines(result)
     lines += [
         "| format | items | accuracy, one order | both orders averaged | letter bias | "
         "orders agree | ECE (both) | s per query | command |",
@@ -103,7 +103,7 @@ def render_graders(result: dict[str, Any]) -> list[str]:
         )
 
     v = result["validation"]
-    lines = [result["note"], ""] if result.get("note") else []
+    lines = note_lines(result)
     lines += [
         f"Harm judge `{result['judge']}` (threshold {result['threshold']}). F1 with a "
         "bootstrap 95% interval (answers resampled), precision P, recall R and the number of "

@@ -51,8 +51,8 @@ def git_source() -> str | None:
 
 
 def machine(backend: Any) -> dict[str, Any]:
-    """Where and when a benchmark ran: platform, cores, torch threads, device, the model's dtype,
-    the date (UTC) and charter's git commit."""
+    """Where and when a benchmark ran: platform, cores, torch threads and SIMD level, device, the
+    model's dtype, the date (UTC) and charter's git commit."""
     import torch
 
     from charter.backends.threads import physical_cores
@@ -64,6 +64,9 @@ def machine(backend: Any) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "physical_cores": physical_cores(),
         "torch_threads": torch.get_num_threads(),
+        # The SIMD level torch's CPU kernels use (AVX2, AVX512, ...): bf16 and int8 speeds
+        # depend on it more than on the core count.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "device": getattr(backend, "device", None),
         "dtype": str(model.dtype).removeprefix("torch.") if model is not None else None,
         "torch": torch.__version__,
@@ -97,3 +100,25 @@ def _peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def note_lines(result: dict[str, Any]) -> list[str]:
+    """A recorded benchmark's `note` (what the person who ran it said about the run) as the
+    first paragraph of its section, or nothing."""
+    return [result["note"], ""] if result.get("note") else []
+
+
+def write_record(out: Path, kind: str, rows: list[dict[str, Any]], **fields: Any) -> None:
+    """Write a benchmark's record for `python -m charter.bench.report`: its `kind`, the fields
+    that name what was measured, its `rows`, the machine and (when given) the `note`."""
+    import json
+
+    note = fields.pop("note", None)
+    record = {
+        "kind": kind,
+        **fields,
+        "rows": rows,
+        "machine": machine(None),
+        **({"note": note} if note else {}),
+    }
+    out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

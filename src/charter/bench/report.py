@@ -32,6 +32,7 @@ from charter.bench.ablations import ablation_record, render_ablations
 from charter.bench.discrimination import render_discrimination
 from charter.bench.judge_pools import render_judge_pools
 from charter.bench.judges import judge_record, render_graders, render_judges
+from charter.bench.machine import note_lines
 from charter.bench.runs import render_rl, render_run, rl_record, run_record
 
 
@@ -152,6 +153,8 @@ def provenance(result: dict[str, Any]) -> str:
         where = [f"{m.get('cpus', '?')} CPUs ({m.get('physical_cores', '?')} physical)"]
         if m.get("processor") or m.get("cpu"):
             where.append(str(m.get("processor") or m.get("cpu")))
+        if m.get("cpu_capability"):
+            where.append(f"{m['cpu_capability']} kernels")
         if "torch" in m:
             threads = m.get("torch_threads")
             where.append(f"torch {m['torch']}" + (f", {threads} torch threads" if threads else ""))
@@ -221,7 +224,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         kind = kind_of(result)
         title = TITLES[kind] if kind is not None else "Not a kind of benchmark this report knows"
         lines += ["", f"## {title}", ""]
-        lines += [f"`docs/bench/{name}`: {provenance(result)}.", ""]
+        lines += [f"`docs/bench/{name}`: {provenance(result)}.", "", *note_lines(result)]
         rows = rows_of(result)
         if not rows:
             lines.append("No figures.")
