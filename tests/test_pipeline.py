@@ -70,6 +70,9 @@ def test_fake_pipeline_writes_every_stage_and_resumes_without_redoing(tmp_path: 
     assert (root / "sl" / "sft.jsonl").exists() and (root / "label" / "prefs.jsonl").exists()
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     assert set(metrics["models"]) == {"base"}
+    # Without training, the pairs come from the policy itself.
+    pair = json.loads((root / "label" / "pairs.jsonl").read_text().splitlines()[0])
+    assert pair["policy"] == "fake"
     stages = _manifest(root)
     assert all(s["status"] == "complete" for s in stages.values()), stages
     assert {
@@ -237,7 +240,24 @@ def test_online_rl_in_the_pipeline_beside_dpo(tmp_path: Path, tiny_model_dir: Pa
     assert (root / "train" / "grpo" / "merged").is_dir()
     html = (root / "report.html").read_text(encoding="utf-8")
     assert "Online RL-CAI (GRPO)" in html and "train/grpo/rewards.jsonl" in html
-    assert {"train/sft", "train/dpo", "train/grpo"} <= set(_manifest(root))
+    stages = _manifest(root)
+    assert {"train/sft", "train/dpo", "train/grpo"} <= set(stages)
+    # RL-CAI's pairs are the SL-CAI model's answers (the paper's order: SFT, label, DPO).
+    pairs = [json.loads(x) for x in (root / "label" / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and {p["policy"] for p in pairs} == {f"hf:{root / 'train' / 'sft' / 'merged'}"}
+    order = sorted(stages, key=lambda n: str(stages[n]["started_at"]))
+    assert order.index("train/sft") < order.index("label/pairs") < order.index("train/dpo")
+    # A retrained SFT model samples new pairs; the labels and DPO follow.
+    ids = {p["id"] for p in pairs}
+    r = run_cli(["run", "--preset", "quick", "--resume", "--name", "rl", "--runs-dir",
+                 str(tmp_path), "--no-progress", *_sets([*items, "train.sft.max_steps=2"]),
+                 "--redo", "train/sft"], timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    again = [json.loads(x) for x in (root / "label" / "pairs.jsonl").read_text().splitlines()]
+    assert len(again) == len(pairs) and not ids & {p["id"] for p in again}
+    after = _manifest(root)
+    for name in ("label", "train/dpo"):
+        assert after[name]["finished_at"] != stages[name]["finished_at"], name
 
 
 def test_online_rl_options_the_run_sets_are_refused() -> None:

@@ -58,8 +58,11 @@ def test_run_and_single_commands_call_the_same_stage_functions(
     cfg = load_config(
         "quick", None, [*FAST, "train.enabled=true", "train.model=embedded", f"runs_dir={tmp_path}"]
     )
-    with pytest.raises(Reached):  # the run stops at train/sft, after generate, sl and label
+    with pytest.raises(Reached):  # the run stops at train/sft, after generate and sl
         run_pipeline(cfg, progress=False)
+    # Without training, `label` follows `sl` (with it, the SFT model samples its pairs).
+    untrained = [*FAST, "evaluate.enabled=false", f"runs_dir={tmp_path / 'u'}"]
+    run_pipeline(load_config("quick", None, untrained), progress=False)
     from_run = list(spied)
     spied.clear()
     quiet = ["--no-progress", "--limit", "1"]
@@ -87,7 +90,7 @@ def test_run_and_single_commands_call_the_same_stage_functions(
         ]
     )
     from_commands = list(spied)
-    assert [n for n, _ in from_run] == ["generate", "sl", "label", "train/sft"]
+    assert [n for n, _ in from_run] == ["generate", "sl", "train/sft", "generate", "sl", "label"]
     assert [n for n, _ in from_commands] == [
         "generate", "sl", "label", "train/sft", "train/dpo", "evaluate",
     ]  # fmt: skip

@@ -50,9 +50,10 @@ class RoleConfig(Strict):
 
 
 class RunLabelConfig(LabelConfig):
-    """The RL-CAI labelling stage of `charter run`: policy pairs labelled by `feedback`.
+    """The RL-CAI labelling stage of `charter run`: pairs of the SL-CAI model (or the policy,
+    `sample_from`) labelled by `feedback`.
 
-    `seed` defaults to the run's seed; the policy samples its pairs with this section's
+    `seed` defaults to the run's seed; the model samples its pairs with this section's
     `max_new_tokens` and `temperature`.
     """
 
@@ -63,6 +64,12 @@ class RunLabelConfig(LabelConfig):
     lang: Literal["en", "ar"] = Field("en", description="Language of prompts and constitution.")
     max_new_tokens: int = Field(128, ge=1, description="Most tokens per sampled answer.")
     temperature: float = Field(0.8, gt=0.0, description="Sampling temperature of the pairs.")
+    sample_from: Literal["sl-cai", "policy"] = Field(
+        "sl-cai",
+        description="The model that samples the pairs: sl-cai, the run's SFT model, as in the "
+        "paper (its pairs hold the refusals SL-CAI taught; the base policy when `train` is off); "
+        "policy, the base policy.",
+    )
 
 
 class RunSFTOptions(SFTOptions):

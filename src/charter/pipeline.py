@@ -1,7 +1,7 @@
 """`charter run`: the whole CAI pipeline in one run folder, stage by stage, resumable.
 
-constitution → prompts → generate → sl → label → train (sft, then dpo and/or grpo/rloo) →
-redteam (optional: attacks on the base and trained models) → evaluate → report.
+constitution → prompts → generate → sl → sft → label (pairs from the SFT model) → train (dpo
+and/or grpo/rloo) → redteam (optional: attacks on the base and trained models) → evaluate → report.
 
 Each stage is recorded in the run's manifest with a hash of its inputs; `--resume` skips the
 stages already complete for the same inputs, and a changed input redoes that stage and every
@@ -353,28 +353,43 @@ def _label_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
     if "seed" not in lc.model_fields_set:
         data["seed"] = cfg.seed
     feedback, feedback_opts = cfg.role("feedback")
-    policy = cfg.generation.model_copy(
-        update={"max_new_tokens": lc.max_new_tokens, "temperature": lc.temperature, "top_p": 1.0}
-    )
+    sampling = {"max_new_tokens": lc.max_new_tokens, "temperature": lc.temperature, "top_p": 1.0}
+    policy, name, weights = cfg.generation.model_copy(update=sampling), None, None
+    if lc.sample_from == "sl-cai" and cfg.train.enabled:
+        # The paper's RL-CAI: pairs from the SL-CAI model.
+        sft = ctx.runfolder.path / "train" / "sft" / "merged"
+        policy = policy.model_copy(update={"model": f"hf:{sft}", "model_options": {}})
+        name, weights = "sl-cai", _stage_hash(ctx.runfolder, "train/sft")
     inputs = LabelInputs(
         prompts=sets["label"],
         policy=policy,
+        policy_name=name,
+        policy_hash=weights,
         feedback=ModelRole(model=feedback, model_options=feedback_opts),
     )
     r = STAGES["label"].run(ctx.inside("label"), inputs, LabelConfig.model_validate(data))
     return f"{r.n_pairs} pairs, mean p_chosen {r.p_chosen_mean}"
 
 
-def _train_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
-    from charter.train.stage import TrainInputs
+def _sft_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
+    # Before `label`: the SL-CAI model samples the pairs RL-CAI's labels are about.
+    return _train(ctx, [("train/sft", train_options(cfg, ctx.runfolder.path)[0])])
 
-    sft_opts, dpo_opts = train_options(cfg, ctx.runfolder.path)
+
+def _train_step(cfg: RunConfig, ctx: StageContext, sets: PromptSets) -> str:
+    dpo_opts = train_options(cfg, ctx.runfolder.path)[1]
     online = online_options(cfg, ctx.runfolder.path)
-    todo: list[tuple[str, Any]] = [("train/sft", sft_opts)]
+    todo: list[tuple[str, Any]] = []
     if cfg.train.dpo_enabled:
         todo.append(("train/dpo", dpo_opts))
     if online is not None:
         todo.append((f"train/{online.algorithm}", online))
+    return _train(ctx, todo)
+
+
+def _train(ctx: StageContext, todo: list[tuple[str, Any]]) -> str:
+    from charter.train.stage import TrainInputs
+
     details = []
     for name, opts in todo:
         # DPO and online RL start from the SFT model: its weights are an input.
@@ -485,11 +500,16 @@ STEPS: list[tuple[str, Callable[[RunConfig], bool], Step]] = [
     ("prompts", lambda cfg: True, _prompts_step),
     ("generate", lambda cfg: True, _generate_step),
     ("sl", lambda cfg: cfg.sl.enabled, _sl_step),
+    ("sft", lambda cfg: cfg.train.enabled, _sft_step),
     ("label", lambda cfg: cfg.label.enabled, _label_step),
-    ("train", lambda cfg: cfg.train.enabled, _train_step),
+    ("train", lambda cfg: cfg.train.enabled and _after_sft(cfg), _train_step),
     ("redteam", lambda cfg: cfg.redteam.enabled, _redteam_step),
     ("evaluate", lambda cfg: cfg.evaluate.enabled, _evaluate_step),
 ]
+
+
+def _after_sft(cfg: RunConfig) -> bool:
+    return cfg.train.dpo_enabled or cfg.train.online_algorithm is not None
 
 
 def planned_stages(cfg: RunConfig) -> list[tuple[str, bool]]:
@@ -547,40 +567,6 @@ def _stage_hash(run: RunFolder, name: str) -> str:
 
 def _ran(ran: bool, detail: str) -> str:
     return detail if ran else f"already complete: {detail}"
-
-
-def summary_table(result: PipelineResult) -> str:
-    """The terminal summary: one line per stage, then the models' headline metrics."""
-    lines = [f"run folder: {result.path}", "", f"{'stage':<13}{'status':<34}{'time':>8}  detail"]
-    for s in result.stages:
-        t = f"{s.seconds:.0f} s" if s.status.startswith(("ran", "resumed")) else ""
-        lines.append(f"{s.name:<13}{s.status:<34}{t:>8}  {s.detail}")
-    models = (result.metrics or {}).get("models", {})
-    if models:
-        w = max(10, *(len(n) + 1 for n in models))
-        lines += [
-            "",
-            f"{'model':<{w}}{'harmful compliance':>24}{'over-refusal':>24}"
-            f"{'Elo harmless':>14}{'Elo helpful':>13}",
-        ]
-        for name, m in models.items():
-            lines.append(
-                f"{name:<{w}}{_rate(m.get('harmful_compliance')):>24}"
-                f"{_rate(m.get('over_refusal')):>24}"
-                f"{_elo(m, 'harmlessness'):>14}{_elo(m, 'helpfulness'):>13}"
-            )
-    return "\n".join(lines)
-
-
-def _rate(r: dict[str, Any] | None) -> str:
-    if not r or r.get("rate") is None:
-        return "-"
-    return f"{r['rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] n={r['n']}"
-
-
-def _elo(m: dict[str, Any], axis: str) -> str:
-    e = (m.get("elo") or {}).get(axis)
-    return f"{e['rating']:.0f}" if e and e.get("rating") is not None else "-"
 
 
 def load_run_config(root: Path) -> RunConfig:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from charter.cli.options import JSON, PROGRESS, REDO, echo_result
 from charter.cli.vocabulary import CharterGroup
+
+if TYPE_CHECKING:
+    from charter.pipeline import PipelineResult
 
 
 @click.command()
@@ -112,8 +116,9 @@ def run(
     as_json: bool,
     progress: bool,
 ) -> None:
-    """The whole CAI pipeline into runs/NAME/: constitution → prompts → generate → sl → label →
-    train (SFT, then DPO on the soft AI labels) → evaluate (base vs SL-CAI vs RL-CAI) → report.html.
+    """The whole CAI pipeline into runs/NAME/: constitution → prompts → generate → sl → sft →
+    label (pairs from the SFT model) → train (DPO on the soft AI labels) → evaluate (base vs
+    SL-CAI vs RL-CAI) → report.html.
 
     Every stage is resumable: after a crash or Ctrl-C, `charter run --resume --name NAME`
     continues with the run's own config and skips finished stages. Each role (policy, feedback,
@@ -121,7 +126,7 @@ def run(
     """
     import yaml
 
-    from charter.pipeline import planned_stages, resolve_config, run_pipeline, summary_table
+    from charter.pipeline import planned_stages, resolve_config, run_pipeline
 
     roles = {
         "generation.model": policy,
@@ -212,3 +217,37 @@ def runs_show(name: str, runs_dir: str, as_json: bool) -> None:
 
 def _fmt(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.2f}"
+
+
+def summary_table(result: PipelineResult) -> str:
+    """The terminal summary: one line per stage, then the models' headline metrics."""
+    lines = [f"run folder: {result.path}", "", f"{'stage':<13}{'status':<34}{'time':>8}  detail"]
+    for s in result.stages:
+        t = f"{s.seconds:.0f} s" if s.status.startswith(("ran", "resumed")) else ""
+        lines.append(f"{s.name:<13}{s.status:<34}{t:>8}  {s.detail}")
+    models = (result.metrics or {}).get("models", {})
+    if models:
+        w = max(10, *(len(n) + 1 for n in models))
+        lines += [
+            "",
+            f"{'model':<{w}}{'harmful compliance':>24}{'over-refusal':>24}"
+            f"{'Elo harmless':>14}{'Elo helpful':>13}",
+        ]
+        for name, m in models.items():
+            lines.append(
+                f"{name:<{w}}{_rate(m.get('harmful_compliance')):>24}"
+                f"{_rate(m.get('over_refusal')):>24}"
+                f"{_elo(m, 'harmlessness'):>14}{_elo(m, 'helpfulness'):>13}"
+            )
+    return "\n".join(lines)
+
+
+def _rate(r: dict[str, Any] | None) -> str:
+    if not r or r.get("rate") is None:
+        return "-"
+    return f"{r['rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] n={r['n']}"
+
+
+def _elo(m: dict[str, Any], axis: str) -> str:
+    e = (m.get("elo") or {}).get(axis)
+    return f"{e['rating']:.0f}" if e and e.get("rating") is not None else "-"

@@ -96,11 +96,14 @@ def sample_pairs(
     writer: JsonlWriter,
     *,
     chunk_size: int = 32,
+    policy_key: str | None = None,
 ) -> tuple[int, int]:
-    """Two answers per prompt not yet in `writer`, written per chunk; (written, tokens)."""
+    """Two answers per prompt not yet in `writer`, written per chunk; (written, tokens). Pair ids
+    name the policy by `policy_key`, else by the backend's spec."""
     if sampling.temperature <= 0:
         raise CharterError("sampling a pair needs temperature > 0 (two greedy answers are equal)")
-    todo = [p for p in prompts if pair_id(p, backend.spec, sampling) not in writer.done]
+    key = policy_key or backend.spec
+    todo = [p for p in prompts if pair_id(p, key, sampling) not in writer.done]
     second = sampling.model_copy(update={"seed": sampling.seed + 1})
     written = tokens = 0
     for start in range(0, len(todo), chunk_size):
@@ -112,7 +115,7 @@ def sample_pairs(
         written += writer.write(
             [
                 PairRecord(
-                    id=pair_id(p, backend.spec, sampling),
+                    id=pair_id(p, key, sampling),
                     prompt_id=p.key(),
                     prompt=chat,
                     responses=(a.text.strip(), b.text.strip()),

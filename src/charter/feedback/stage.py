@@ -62,6 +62,11 @@ class LabelInputs(BaseModel):
     prompts: list[PromptRecord] = Field(default_factory=list)
     pairs: list[PairRecord] | None = None
     policy: GenerationConfig | None = None
+    # `charter run`'s SFT model: its name in pair ids and the options hash instead of its spec
+    # (which holds the run folder's path: a moved folder keeps its pairs), and its training's
+    # hash in the ids and records hash (a retrained model samples new pairs).
+    policy_name: str | None = None
+    policy_hash: str | None = None
     feedback: ModelRole
 
 
@@ -104,20 +109,27 @@ def run_label(ctx: StageContext, inputs: LabelInputs, cfg: LabelConfig) -> Label
         def run_pairs() -> int:
             writer = JsonlWriter(pairs_path, resume=True)
             b = pool.get(policy_spec, opts)
+            name = inputs.policy_name or b.spec
+            key = f"{name}@{inputs.policy_hash}" if inputs.policy_hash else name
             # Pairs of prompts no longer asked for go; the others are kept, not redone.
-            writer.retain(pair_id(p, b.spec, smp) for p in prompts)
+            writer.retain(pair_id(p, key, smp) for p in prompts)
             t0 = time.perf_counter()
-            _, tokens = sample_pairs(prompts, b, smp, writer, chunk_size=cfg.chunk_size)
+            _, tokens = sample_pairs(
+                prompts, b, smp, writer, chunk_size=cfg.chunk_size, policy_key=key
+            )
             timings["pairs_s"] = round(time.perf_counter() - t0, 3)
             timings["pairs_tokens"] = tokens
             return len(writer.done)
 
         run.run_stage(
             "label/pairs",
-            stable_id(policy_spec, smp.model_dump(mode="json")),
+            stable_id(inputs.policy_name or policy_spec, smp.model_dump(mode="json")),
             [ctx.file(PAIRS)],
             run_pairs,
-            records_hash=stable_id([p.model_dump(mode="json") for p in prompts]),
+            records_hash=stable_id(
+                [p.model_dump(mode="json") for p in prompts],
+                *([inputs.policy_hash] if inputs.policy_hash else []),
+            ),
             per_record=True,
         )
         pair_rows = read_jsonl(pairs_path, PairRecord) if pairs_path.exists() else []
