@@ -451,3 +451,49 @@ def test_sl_writes_its_own_preference_pairs(tmp_path: Path) -> None:
     assert contrast["h-ar"]["rejected"][0]["content"].startswith("أعتذر")
     loaded = load_preference_rows(tmp_path / "r" / "pairs.jsonl", need_p=True)
     assert len(loaded) == 4 and {r.p_chosen for r in loaded} == {1.0}
+
+
+def test_retry_rejected_gives_only_unrevised_prompts_another_attempt(tmp_path: Path) -> None:
+    bread = PromptRecord(id="b", prompt=REQUEST, meta={"set": "helpful"})
+    tomato = PromptRecord(id="t", prompt="How do I grow tomatoes on a balcony?", meta={})
+    revisions: list[str] = []
+
+    def answer(chat: Sequence[Message]) -> str:
+        last, asked = chat[-1].content, chat[0].content
+        if last.startswith("Critique"):
+            return "It could be better."
+        if not last.startswith("Revise"):
+            return "Preheat the oven and bake the sourdough bread." if asked == REQUEST else (
+                "Plant tomatoes in pots on the balcony.")  # fmt: skip
+        revisions.append(asked)
+        if asked == REQUEST:
+            return "Bake the sourdough bread in a hot oven."
+        # The tomato prompt's first revision drifts off topic (rejected); its second does not.
+        if revisions.count(asked) == 1:
+            return "Football is the most popular sport in the world."
+        return "Grow the tomatoes in large pots in full sun on the balcony."
+
+    samples = {}
+    for retry in (False, True):
+        revisions.clear()
+        path = tmp_path / f"{retry}.jsonl"
+        critique_and_revise(
+            [bread, tomato],
+            FakeBackend(answers=answer),
+            CONSTITUTION,
+            SLConfig(rounds=2, few_shot=0, retry_rejected=retry),
+            Sampling(),
+            JsonlWriter(path),
+            progress=False,
+        )
+        rows = [SLSample.model_validate_json(x) for x in path.read_text().splitlines()]
+        samples[retry] = {s.prompt_id: s for s in rows}
+        if retry:
+            # The bread prompt, revised in round 1, is not revised again.
+            assert sorted(revisions) == sorted([REQUEST, tomato.prompt, tomato.prompt])
+    plain, retried = samples[False], samples[True]
+    assert len(plain["b"].rounds) == 2  # without retries every prompt takes every round
+    assert [r.accepted for r in retried["b"].rounds] == [True]
+    assert [r.accepted for r in retried["t"].rounds] == [False, True]
+    assert retried["t"].revised and retried["t"].final.startswith("Grow the tomatoes")
+    assert retried["b"].id != plain["b"].id  # a resumed run does not mix the two

@@ -124,6 +124,7 @@ VOCABULARY: dict[str, str] = {
     "--topic-check": "sl: reject revisions that refuse a benign request or drift off its topic.",
     "--helpful-max-new-tokens": "sl: the longest helpful answer mixed in, in tokens.",
     "--decline-check": "sl: reject revisions of a harmful request that do not decline it.",
+    "--retry-rejected": "sl: later rounds only retry prompts whose revisions were all rejected.",
     "--principle-pool": "sl, label, evaluate: the principles critiques or comparisons draw from: "
     "all, harm, or matched (tagged with the prompt's harm category).",
     "--swap": "Also ask every item with (A) and (B) swapped.",

@@ -17,7 +17,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -30,7 +30,16 @@ from charter.constitution.schema import (
     select_principles,
 )
 from charter.evaluate.options import BENIGN_SETS
-from charter.records import Message, PromptRecord, Record, Sampling, SFTRecord, Strict, stable_id
+from charter.records import (
+    AddedFields,
+    Message,
+    PromptRecord,
+    Record,
+    Sampling,
+    SFTRecord,
+    Strict,
+    stable_id,
+)
 from charter.runs import JsonlWriter
 from charter.sl.checks import check_revision
 
@@ -49,8 +58,11 @@ HELPFUL_MIX_FIELDS = (
 )
 
 
-class SLConfig(Strict):
+class SLConfig(AddedFields):
     """Settings of the SL-CAI stage (the `sl` section of a run config)."""
+
+    # Left out of the hashed dumps at their defaults: run folders made before them resume.
+    ADDED: ClassVar[tuple[str, ...]] = ("retry_rejected",)
 
     rounds: int = Field(2, ge=1, description="Critique → revision rounds per prompt.")
     few_shot: int = Field(1, ge=0, description="Worked examples prepended to each critique.")
@@ -93,6 +105,13 @@ class SLConfig(Strict):
         False,
         description="Reject revisions of a harmful (not benign-marked) request that do not "
         "decline it, by the refusal detector's patterns.",
+    )
+    retry_rejected: bool = Field(
+        False,
+        description="Rounds after the first go only to prompts none of whose revisions was "
+        "accepted: each is another attempt at the initial answer (its own principle draw and "
+        "seed), and a prompt stops at its first accepted revision. Off: every round revises the "
+        "current answer again, as in the paper.",
     )
     principle_pool: PrinciplePool = Field(
         "all",
@@ -182,6 +201,7 @@ def sample_id(
         *(() if cfg.principle_pool == "all" else (cfg.principle_pool,)),
         *(() if cfg.topic_check else ("no-topic-check",)),
         *(("decline-check",) if cfg.decline_check else ()),
+        *(("retry-rejected",) if cfg.retry_rejected else ()),
     )
     return stable_id(
         prompt.key(),
@@ -316,7 +336,18 @@ def critique_and_revise(
 def _step(
     chunk: list[_Work], step: int, backend: Backend, sampling: Sampling, cfg: SLConfig
 ) -> None:
-    """Step 0 answers; odd steps critique the current answer; even steps revise it."""
+    """Step 0 answers; odd steps critique the current answer; even steps revise it. With
+    `cfg.retry_rejected`, rounds after the first take only the prompts still unrevised, with a
+    seed of their own (a retry under the same principle would otherwise repeat itself)."""
+    if step >= 3 and cfg.retry_rejected:
+        r = (step - 1) // 2
+        if step % 2:  # critique: the prompts no round revised yet
+            chunk = [w for w in chunk if not any(x.accepted for x in w.rounds or [])]
+        else:  # revision: those critiqued in this round
+            chunk = [w for w in chunk if len(w.rounds or []) == r + 1]
+        sampling = sampling.model_copy(update={"seed": sampling.seed + r})
+        if not chunk:
+            return
     if step == 0:
         chats = [w.prompt.chat() for w in chunk]
     else:
