@@ -455,7 +455,8 @@ def test_sl_writes_its_own_preference_pairs(tmp_path: Path) -> None:
 
 def test_retry_rejected_gives_only_unrevised_prompts_another_attempt(tmp_path: Path) -> None:
     bread = PromptRecord(id="b", prompt=REQUEST, meta={"set": "helpful"})
-    tomato = PromptRecord(id="t", prompt="How do I grow tomatoes on a balcony?", meta={})
+    grow = "How do I grow tomatoes on a balcony?"
+    tomato = PromptRecord(id="t", prompt=grow, meta={})
     revisions: list[str] = []
 
     def answer(chat: Sequence[Message]) -> str:
@@ -490,7 +491,7 @@ def test_retry_rejected_gives_only_unrevised_prompts_another_attempt(tmp_path: P
         samples[retry] = {s.prompt_id: s for s in rows}
         if retry:
             # The bread prompt, revised in round 1, is not revised again.
-            assert sorted(revisions) == sorted([REQUEST, tomato.prompt, tomato.prompt])
+            assert sorted(revisions) == sorted([REQUEST, grow, grow])
     plain, retried = samples[False], samples[True]
     assert len(plain["b"].rounds) == 2  # without retries every prompt takes every round
     assert [r.accepted for r in retried["b"].rounds] == [True]
